@@ -1,0 +1,209 @@
+// Package c2s serves client-to-server XMPP connections (RFC 6120): TLS
+// (STARTTLS and direct TLS, XEP-0368), SASL (with channel binding,
+// XEP-0440, and downgrade protection, XEP-0474), resource binding, and the
+// session's read loop and bounded write queue. Stanzas go to the server's
+// pipeline; the server reaches the client through the Conn interface.
+package c2s
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"stoa.im/stoa/internal/certs"
+	"stoa.im/stoa/internal/policy"
+	"stoa.im/stoa/internal/server"
+)
+
+// Service runs the client listeners of one server.
+type Service struct {
+	srv    *server.Server
+	cfg    Config
+	certs  *certs.Store
+	log    *slog.Logger
+	secret []byte
+
+	failIP   *policy.Backoff
+	failUser *policy.Backoff
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup
+	closing   bool
+}
+
+// New returns a Service; call Listen, then Serve.
+func New(srv *server.Server, cfg Config, cs *certs.Store, secret []byte, log *slog.Logger) *Service {
+	b := cfg.LoginBackoff
+	return &Service{
+		srv: srv, cfg: cfg, certs: cs, secret: secret, log: log.With("feature", "c2s"),
+		failIP:   policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
+		failUser: policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
+		conns:    make(map[*conn]struct{}),
+	}
+}
+
+// Listen opens every configured address. Nothing is served until Serve.
+func (svc *Service) Listen() error {
+	open := func(addr string, direct bool) error {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("c2s: listening on %s: %w", addr, err)
+		}
+		if direct {
+			l = &directListener{Listener: l}
+		}
+		svc.listeners = append(svc.listeners, l)
+		return nil
+	}
+	for _, a := range svc.cfg.Listen {
+		if err := open(a, false); err != nil {
+			svc.closeListeners()
+			return err
+		}
+	}
+	for _, a := range svc.cfg.ListenTLS {
+		if err := open(a, true); err != nil {
+			svc.closeListeners()
+			return err
+		}
+	}
+	return nil
+}
+
+// directListener marks listeners whose connections start with TLS.
+type directListener struct{ net.Listener }
+
+// Addrs returns the bound addresses (STARTTLS first, then direct TLS), so
+// tests can listen on port 0.
+func (svc *Service) Addrs() (starttls, direct []net.Addr) {
+	for _, l := range svc.listeners {
+		if _, ok := l.(*directListener); ok {
+			direct = append(direct, l.Addr())
+		} else {
+			starttls = append(starttls, l.Addr())
+		}
+	}
+	return
+}
+
+// Serve accepts connections until ctx ends, then stops accepting; use
+// Shutdown to end the sessions.
+func (svc *Service) Serve(ctx context.Context) {
+	for _, l := range svc.listeners {
+		_, direct := l.(*directListener)
+		svc.wg.Add(1)
+		go func() {
+			defer svc.wg.Done()
+			svc.accept(ctx, l, direct)
+		}()
+	}
+	svc.wg.Add(1)
+	go func() {
+		defer svc.wg.Done()
+		<-ctx.Done()
+		svc.closeListeners()
+	}()
+}
+
+func (svc *Service) closeListeners() {
+	for _, l := range svc.listeners {
+		_ = l.Close()
+	}
+}
+
+// accept runs one accept loop. On EMFILE/ENFILE it backs off instead of
+// spinning, and logs once per episode.
+func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
+	var delay time.Duration
+	for {
+		raw, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || isTemporary(err) {
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+					svc.log.Warn("accept failed; backing off (raise the file descriptor limit?)", "addr", l.Addr().String(), "err", err)
+				} else if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
+			svc.log.Error("accept failed; listener stopped", "addr", l.Addr().String(), "err", err)
+			return
+		}
+		delay = 0
+		c := svc.newConn(raw, direct)
+		svc.mu.Lock()
+		if svc.closing {
+			svc.mu.Unlock()
+			_ = raw.Close()
+			continue
+		}
+		svc.conns[c] = struct{}{}
+		svc.wg.Add(1)
+		svc.mu.Unlock()
+		go func() {
+			defer svc.wg.Done()
+			c.serve(ctx)
+			svc.mu.Lock()
+			delete(svc.conns, c)
+			svc.mu.Unlock()
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var ne interface{ Temporary() bool }
+	return errors.As(err, &ne) && ne.Temporary()
+}
+
+// Shutdown stops accepting, ends every connection (sessions get
+// system-shutdown after their queued stanzas are written) and waits until
+// all connection goroutines are gone or ctx ends.
+func (svc *Service) Shutdown(ctx context.Context) error {
+	svc.mu.Lock()
+	svc.closing = true
+	conns := make([]*conn, 0, len(svc.conns))
+	for c := range svc.conns {
+		conns = append(conns, c)
+	}
+	svc.mu.Unlock()
+	svc.closeListeners()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { svc.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		svc.mu.Lock()
+		for c := range svc.conns {
+			_ = c.raw.Close()
+		}
+		svc.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// tlsConfig returns the TLS configuration for client connections.
+func (svc *Service) tlsConfig() *tls.Config {
+	return svc.certs.TLSConfig(tls.VersionTLS12, "xmpp-client")
+}

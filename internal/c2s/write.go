@@ -1,0 +1,242 @@
+package c2s
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"stoa.im/stoa/internal/xmpp/jid"
+	"stoa.im/stoa/internal/xmpp/stanza"
+	"stoa.im/stoa/internal/xmpp/xml"
+)
+
+var errClosed = errors.New("c2s: connection closed")
+
+// writeRaw writes bytes synchronously with the write timeout.
+func (c *conn) writeRaw(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.raw.SetWriteDeadline(time.Now().Add(time.Duration(c.svc.cfg.WriteTimeout)))
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// write writes one element synchronously (stream negotiation, before the
+// session is bound: nobody else writes then).
+func (c *conn) write(el *xml.Element) error {
+	return c.writeRaw(el.AppendTo(nil, xml.NSClient))
+}
+
+// Send implements server.Conn: it queues el without blocking. A client
+// whose queue is over the limit is disconnected.
+func (c *conn) Send(el *xml.Element) error {
+	c.qmu.Lock()
+	if c.closing {
+		c.qmu.Unlock()
+		return errClosed
+	}
+	size := approxSize(el)
+	if c.qbytes+size > int(c.svc.cfg.MaxQueue) {
+		c.qmu.Unlock()
+		c.svc.srv.CountDenied("slow_reader")
+		c.log.Info("client reads too slowly; disconnecting", "queued_bytes", c.qbytes)
+		c.Close(stanza.NewStreamError(stanza.StreamPolicyViolation, "Your client does not read fast enough; its outgoing queue is full."))
+		return errClosed
+	}
+	c.queue = append(c.queue, el)
+	c.qbytes += size
+	c.startWriterLocked()
+	c.qmu.Unlock()
+	return nil
+}
+
+// approxSize estimates the serialized size without serializing.
+func approxSize(el *xml.Element) int {
+	n := 2*len(el.Local) + len(el.Space) + len(el.Text) + 5
+	for _, a := range el.Attrs {
+		n += len(a.Local) + len(a.Value) + 4
+	}
+	for _, ch := range el.Children {
+		n += approxSize(ch)
+	}
+	return n
+}
+
+// startWriterLocked starts the writer goroutine if it is not running.
+// The connection owns it: it ends when the queue is empty.
+func (c *conn) startWriterLocked() {
+	if c.writing {
+		return
+	}
+	c.writing = true
+	c.svc.wg.Add(1)
+	go func() {
+		defer c.svc.wg.Done()
+		c.drain()
+	}()
+}
+
+// drain writes queued stanzas until the queue is empty; if the connection
+// is closing, it then writes the closing elements and closes the socket.
+func (c *conn) drain() {
+	var buf []byte
+	for {
+		c.qmu.Lock()
+		q := c.queue
+		c.queue = nil
+		c.qbytes = 0
+		if len(q) == 0 {
+			if c.closing {
+				closeEl := c.closeEl
+				c.qmu.Unlock()
+				c.finalWrite(closeEl)
+				return
+			}
+			c.writing = false
+			c.qmu.Unlock()
+			return
+		}
+		c.qmu.Unlock()
+		buf = buf[:0]
+		for _, el := range q {
+			buf = el.AppendTo(buf, xml.NSClient)
+		}
+		if err := c.writeRaw(buf); err != nil {
+			c.log.Debug("write failed", "err", err)
+			c.qmu.Lock()
+			c.closing = true
+			rest := c.queue
+			c.queue = nil
+			c.qmu.Unlock()
+			c.requeue(append(q, rest...))
+			_ = c.raw.Close()
+			c.qmu.Lock()
+			c.writing = false
+			c.qmu.Unlock()
+			c.signalDone()
+			return
+		}
+		if cap(buf) > 64<<10 {
+			buf = nil // do not keep a large buffer for an idle session
+		}
+	}
+}
+
+func (c *conn) finalWrite(closeEl *xml.Element) {
+	var b []byte
+	if closeEl != nil {
+		b = closeEl.AppendTo(b, xml.NSClient)
+	}
+	b = append(b, xml.StreamClose...)
+	_ = c.writeRaw(b)
+	if c.tls != nil {
+		_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.tls.CloseWrite()
+	}
+	// Give the client a moment to close its side, then close ours; the
+	// reader goroutine sees the close and finishes.
+	_ = c.raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.signalDone()
+}
+
+func (c *conn) signalDone() {
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+}
+
+// Close implements server.Conn: queued stanzas are written, then the
+// stream error (if any) and the stream close; the socket closes after.
+func (c *conn) Close(err *stanza.StreamError) {
+	c.qmu.Lock()
+	if c.closing {
+		c.qmu.Unlock()
+		return
+	}
+	c.closing = true
+	if err != nil {
+		c.closeEl = err.Element()
+	}
+	c.startWriterLocked()
+	c.qmu.Unlock()
+}
+
+// closeStream is Close from the reader goroutine: it also waits for the
+// writer to finish (bounded by the write timeout).
+func (c *conn) closeStream(err *stanza.StreamError) {
+	c.Close(err)
+	select {
+	case <-c.done:
+	case <-time.After(time.Duration(c.svc.cfg.WriteTimeout)):
+		_ = c.raw.Close()
+	}
+}
+
+// abort closes the socket without writing (the peer is gone).
+func (c *conn) abort() {
+	c.qmu.Lock()
+	c.closing = true
+	q := c.queue
+	c.queue = nil
+	c.qmu.Unlock()
+	c.requeue(q)
+	_ = c.raw.Close()
+}
+
+// shutdown is called at server shutdown.
+func (c *conn) shutdown() {
+	c.Close(stanza.NewStreamError(stanza.SystemShutdown, "The server is shutting down; please reconnect later."))
+	// Unblock the reader so serve returns.
+	go func() {
+		select {
+		case <-c.done:
+		case <-time.After(time.Duration(c.svc.cfg.WriteTimeout)):
+		}
+		_ = c.raw.SetReadDeadline(time.Now())
+	}()
+}
+
+// finish runs when serve returns: the session leaves the table, and
+// messages that were queued but never written are stored for later.
+func (c *conn) finish(ctx context.Context) {
+	c.qmu.Lock()
+	c.closing = true
+	writing := c.writing
+	c.qmu.Unlock()
+	if writing {
+		select {
+		case <-c.done:
+		case <-time.After(time.Duration(c.svc.cfg.WriteTimeout)):
+		}
+	}
+	_ = c.raw.Close()
+	c.qmu.Lock()
+	q := c.queue
+	c.queue = nil
+	c.qmu.Unlock()
+	c.requeue(q)
+	if c.sess != nil {
+		c.svc.srv.Unbind(context.WithoutCancel(ctx), c.sess)
+		c.log.Info("session closed", "duration", time.Since(c.started).Round(time.Second).String())
+	}
+}
+
+// requeue hands messages that could not be written back to the server,
+// which delivers them to another resource or stores them offline.
+func (c *conn) requeue(q []*xml.Element) {
+	if c.sess == nil {
+		return
+	}
+	for _, el := range q {
+		if el.Local != "message" || el.Attr("type") == "error" || el.Attr("type") == "groupchat" || el.Attr("type") == "headline" {
+			continue
+		}
+		to, err := jid.Parse(el.Attr("to"))
+		if err != nil {
+			continue
+		}
+		c.svc.srv.Redeliver(context.Background(), to.Bare(), el)
+	}
+}

@@ -1,0 +1,46 @@
+package server
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the core's Prometheus metrics, on a registry owned by the
+// server (no global registry).
+type metrics struct {
+	reg      *prometheus.Registry
+	stanzas  *prometheus.CounterVec
+	denied   *prometheus.CounterVec
+	sessions prometheus.GaugeFunc
+	users    prometheus.GaugeFunc
+}
+
+func newMetrics(srv *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.stanzas = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "stoa", Name: "stanzas_total",
+		Help: "Stanzas by direction (in: from local clients; out: written to local clients) and kind.",
+	}, []string{"dir", "kind"})
+	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "stoa", Name: "policy_denied_total",
+		Help: "Stanzas and actions refused or dropped by a policy, by reason.",
+	}, []string{"policy"})
+	m.sessions = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "stoa", Name: "sessions",
+		Help: "Bound client sessions.",
+	}, func() float64 { _, n := srv.sessions.counts(); return float64(n) })
+	m.users = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "stoa", Name: "online_users",
+		Help: "Accounts with at least one bound session.",
+	}, func() float64 { n, _ := srv.sessions.counts(); return float64(n) })
+	m.reg.MustRegister(m.stanzas, m.denied, m.sessions, m.users,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the server's metrics registry (served on /metrics).
+func (srv *Server) Registry() *prometheus.Registry { return srv.metrics.reg }
+
+// CountDenied counts a refusal under reason (for refusals outside the
+// stanza pipeline, e.g. at login).
+func (srv *Server) CountDenied(reason string) { srv.metrics.denied.WithLabelValues(reason).Inc() }
+
+// CountStanzaIn counts a stanza received from a local client.
+func (srv *Server) CountStanzaIn(k Kind) { srv.metrics.stanzas.WithLabelValues("in", k.String()).Inc() }

@@ -1,0 +1,157 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"stoa.im/stoa/internal/store"
+)
+
+type accounts struct{ s *Store }
+
+// domainOf returns the domain part of a bare JID.
+func domainOf(jid string) string {
+	if _, d, ok := strings.Cut(jid, "@"); ok {
+		return d
+	}
+	return jid
+}
+
+// nonNil keeps NOT NULL blob columns happy with nil slices.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (a accounts) Create(ctx context.Context, jid string, creds store.Credentials) error {
+	created, err := toNanos(time.Now())
+	if err != nil {
+		return fmt.Errorf("sqlite: creating account %q: %w", jid, err)
+	}
+	res, err := a.s.w.ExecContext(ctx, `INSERT INTO accounts (jid, domain,
+	sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
+	sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, created)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (jid) DO NOTHING`,
+		jid, domainOf(jid),
+		nonNil(creds.SHA1.Salt), creds.SHA1.Iterations, nonNil(creds.SHA1.StoredKey), nonNil(creds.SHA1.ServerKey),
+		nonNil(creds.SHA256.Salt), creds.SHA256.Iterations, nonNil(creds.SHA256.StoredKey), nonNil(creds.SHA256.ServerKey),
+		created)
+	if err != nil {
+		return fmt.Errorf("sqlite: creating account %q: %w", jid, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: creating account %q: %w", jid, err)
+	} else if n == 0 {
+		return fmt.Errorf("sqlite: creating account %q: %w", jid, store.ErrExists)
+	}
+	return nil
+}
+
+func (a accounts) Get(ctx context.Context, jid string) (store.Account, error) {
+	acc := store.Account{JID: jid}
+	var (
+		c1, c256   = &acc.Credentials.SHA1, &acc.Credentials.SHA256
+		created    int64
+		lastLogout sql.NullInt64
+	)
+	err := a.s.r.QueryRowContext(ctx, `SELECT
+	sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
+	sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key,
+	created, last_logout, last_status
+FROM accounts WHERE jid = ?`, jid).Scan(
+		&c1.Salt, &c1.Iterations, &c1.StoredKey, &c1.ServerKey,
+		&c256.Salt, &c256.Iterations, &c256.StoredKey, &c256.ServerKey,
+		&created, &lastLogout, &acc.LastStatus)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Account{}, fmt.Errorf("sqlite: getting account %q: %w", jid, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Account{}, fmt.Errorf("sqlite: getting account %q: %w", jid, err)
+	}
+	acc.Created = fromNanos(created)
+	if lastLogout.Valid {
+		acc.LastLogout = fromNanos(lastLogout.Int64)
+	}
+	return acc, nil
+}
+
+func (a accounts) SetCredentials(ctx context.Context, jid string, creds store.Credentials) error {
+	res, err := a.s.w.ExecContext(ctx, `UPDATE accounts SET
+	sha1_salt = ?, sha1_iterations = ?, sha1_stored_key = ?, sha1_server_key = ?,
+	sha256_salt = ?, sha256_iterations = ?, sha256_stored_key = ?, sha256_server_key = ?
+WHERE jid = ?`,
+		nonNil(creds.SHA1.Salt), creds.SHA1.Iterations, nonNil(creds.SHA1.StoredKey), nonNil(creds.SHA1.ServerKey),
+		nonNil(creds.SHA256.Salt), creds.SHA256.Iterations, nonNil(creds.SHA256.StoredKey), nonNil(creds.SHA256.ServerKey),
+		jid)
+	return updated(res, err, "setting credentials of %q", jid)
+}
+
+func (a accounts) SetLastLogout(ctx context.Context, jid string, t time.Time, status string) error {
+	var ns sql.NullInt64
+	if !t.IsZero() {
+		n, err := toNanos(t)
+		if err != nil {
+			return fmt.Errorf("sqlite: setting last logout of %q: %w", jid, err)
+		}
+		ns = sql.NullInt64{Int64: n, Valid: true}
+	}
+	res, err := a.s.w.ExecContext(ctx, `UPDATE accounts SET last_logout = ?, last_status = ? WHERE jid = ?`, ns, status, jid)
+	return updated(res, err, "setting last logout of %q", jid)
+}
+
+// Delete removes the account; the foreign keys' ON DELETE CASCADE removes its
+// roster, roster version, pending requests, offline messages and kv in the
+// same statement, hence the same transaction.
+func (a accounts) Delete(ctx context.Context, jid string) error {
+	res, err := a.s.w.ExecContext(ctx, `DELETE FROM accounts WHERE jid = ?`, jid)
+	return updated(res, err, "deleting account %q", jid)
+}
+
+func (a accounts) List(ctx context.Context, domain string) ([]string, error) {
+	rows, err := a.s.r.QueryContext(ctx, `SELECT jid FROM accounts WHERE domain = ? ORDER BY jid`, domain)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: listing accounts of %q: %w", domain, err)
+	}
+	defer rows.Close()
+	var jids []string
+	for rows.Next() {
+		var j string
+		if err := rows.Scan(&j); err != nil {
+			return nil, fmt.Errorf("sqlite: listing accounts of %q: %w", domain, err)
+		}
+		jids = append(jids, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: listing accounts of %q: %w", domain, err)
+	}
+	return jids, nil
+}
+
+func (a accounts) Count(ctx context.Context, domain string) (int, error) {
+	var n int
+	if err := a.s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE domain = ?`, domain).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: counting accounts of %q: %w", domain, err)
+	}
+	return n, nil
+}
+
+// updated turns the result of an UPDATE or DELETE of one account into an
+// error: ErrNotFound when no row matched.
+func updated(res sql.Result, err error, what, jid string) error {
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = store.ErrNotFound
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: "+what+": %w", jid, err)
+	}
+	return nil
+}
