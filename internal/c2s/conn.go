@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"stoa.im/stoa/internal/server"
+	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/xmpp/jid"
 	"stoa.im/stoa/internal/xmpp/sasl"
 	"stoa.im/stoa/internal/xmpp/stanza"
@@ -388,11 +389,14 @@ func (c *conn) authenticate(ctx context.Context, auth *xml.Element) error {
 	ss := sasl.NewServer(sasl.Config{
 		Lookup: func(ctx context.Context, user string) (sasl.Credentials, error) {
 			acc, err := srv.Store().Accounts().Get(ctx, user+"@"+host)
-			if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
 				return sasl.Credentials{}, sasl.ErrUnknownUser
+			} else if err != nil {
+				return sasl.Credentials{}, fmt.Errorf("looking up %s@%s: %w", user, host, err)
 			}
 			return sasl.Credentials{SHA1: sasl.ScramKeys(acc.Credentials.SHA1), SHA256: sasl.ScramKeys(acc.Credentials.SHA256)}, nil
 		},
+		Domain:     host,
 		Secret:     c.svc.secret,
 		Iterations: server.ScramIterations,
 		Expensive:  srv.Expensive,

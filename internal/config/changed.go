@@ -9,10 +9,10 @@ import "reflect"
 // section missing from a file, or a nil file, counts as its defaults.
 //
 // It panics if the sections fail Check.
-func Changed(old, new *File, sections []Section) (reloadable, restart []string) {
+func Changed(prev, next *File, sections []Section) (reloadable, restart []string) {
 	reg := mustCompile(sections)
 	for _, s := range reg.sections {
-		a, b := sectionValue(old, s), sectionValue(new, s)
+		a, b := sectionValue(prev, s), sectionValue(next, s)
 		diff(s.Name, s.st, a, b, func(key string, reload bool) {
 			if reload {
 				reloadable = append(reloadable, key)

@@ -24,7 +24,7 @@ import (
 func (r *registry) parse(name string, data []byte) (*File, error) {
 	var tree map[string]any
 	if err := toml.Unmarshal(data, &tree); err != nil {
-		return nil, &Error{Problems: []Problem{tomlProblem(name, err)}}
+		return nil, &Error{Problems: []Problem{tomlProblem(name, data, err)}}
 	}
 	d := &decoder{file: name, lines: keyLines(data)}
 
@@ -46,7 +46,7 @@ func (r *registry) parse(name string, data []byte) (*File, error) {
 				d.add(line, s.Name, "expected a table, got %s", tomlType(raw))
 				continue
 			}
-			d.decodeStruct(s.Name, line, s.st, v, m)
+			d.decodeStruct(s.Name, line, s.st, v, m, false)
 		}
 		if len(d.problems) == before {
 			d.validated(s, line, v)
@@ -76,7 +76,7 @@ func (r *registry) parse(name string, data []byte) (*File, error) {
 
 // tomlProblem turns a go-toml error (syntax, or a TOML-level semantic error
 // such as a duplicate key) into a Problem.
-func tomlProblem(name string, err error) Problem {
+func tomlProblem(name string, data []byte, err error) Problem {
 	var de *toml.DecodeError
 	if !errors.As(err, &de) {
 		return Problem{File: name, Msg: "invalid TOML: " + err.Error()}
@@ -84,13 +84,62 @@ func tomlProblem(name string, err error) Problem {
 	line, col := de.Position()
 	msg := strings.TrimPrefix(de.Error(), "toml: ")
 	if k := de.Key(); len(k) > 0 {
-		key := ""
-		for _, part := range k {
-			key = joinKey(key, part)
-		}
-		return Problem{File: name, Line: line, Key: key, Msg: "invalid TOML: " + msg}
+		return Problem{File: name, Line: line, Key: qualify(data, line, k), Msg: "invalid TOML: " + msg}
 	}
 	return Problem{File: name, Line: line, Msg: fmt.Sprintf("syntax error: %s (column %d)", msg, col)}
+}
+
+// qualify turns the key of a go-toml error on the given line into a full
+// dotted key: go-toml gives the key of a key-value relative to its table,
+// and the key of a table header in full.
+func qualify(data []byte, line int, key []string) string {
+	base, prefix := "", ""
+	lineAt := lineIndex(data)
+	p := unstable.Parser{}
+	p.Reset(data)
+	for p.NextExpression() {
+		e := p.Expression()
+		if e.Kind != unstable.Table && e.Kind != unstable.ArrayTable && e.Kind != unstable.KeyValue {
+			continue
+		}
+		path, l := "", 0
+		for it := e.Key(); it.Next(); {
+			if l == 0 {
+				l = lineAt(int(it.Node().Raw.Offset))
+			}
+			path = joinKey(path, string(it.Node().Data))
+		}
+		if l > line {
+			break
+		}
+		if l == line {
+			if e.Kind == unstable.KeyValue {
+				base = prefix
+			}
+			break
+		}
+		if e.Kind != unstable.KeyValue {
+			prefix = path
+		}
+	}
+	for _, part := range key {
+		base = joinKey(base, part)
+	}
+	return base
+}
+
+// lineIndex returns a function mapping a byte offset in data to its
+// 1-based line.
+func lineIndex(data []byte) func(off int) int {
+	starts := []int{0}
+	for i, c := range data {
+		if c == '\n' {
+			starts = append(starts, i+1)
+		}
+	}
+	return func(off int) int {
+		return sort.Search(len(starts), func(i int) bool { return starts[i] > off })
+	}
 }
 
 type decoder struct {
@@ -154,9 +203,11 @@ func (d *decoder) validated(s *compiledSection, line int, v reflect.Value) {
 	}
 }
 
-// decodeStruct decodes table m into struct v (addressable, holding the
-// defaults), key by key.
-func (d *decoder) decodeStruct(path string, line int, st *schema, v reflect.Value, m map[string]any) {
+// decodeStruct decodes table m into struct v (addressable), key by key.
+// v holds the defaults, or zero values inside an element of an array of
+// tables (zero is true): there, keys the table leaves out must have a zero
+// value that their enum and bounds allow.
+func (d *decoder) decodeStruct(path string, line int, st *schema, v reflect.Value, m map[string]any, zero bool) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		key := joinKey(path, k)
 		kl := d.lineOr(key, line)
@@ -169,7 +220,23 @@ func (d *decoder) decodeStruct(path string, line int, st *schema, v reflect.Valu
 			d.add(kl, key, "unknown key%s", suggest(k, names))
 			continue
 		}
-		d.decodeField(key, kl, f, v.Field(f.index), m[k])
+		d.decodeField(key, kl, f, v.Field(f.index), m[k], zero)
+	}
+	if !zero {
+		return
+	}
+	for _, f := range st.fields {
+		if _, ok := m[f.name]; ok {
+			continue
+		}
+		key := joinKey(path, f.name)
+		if f.kind == kStruct {
+			d.decodeStruct(key, line, f.sub, v.Field(f.index), nil, true)
+			continue
+		}
+		checkLeaf(f, v.Field(f.index), func(suffix, msg string) {
+			d.add(line, key+suffix, "must be set (%s)", msg)
+		})
 	}
 }
 
@@ -178,7 +245,7 @@ func (d *decoder) typeError(line int, key string, f *field, raw any) {
 }
 
 // decodeField decodes raw into fv and checks enum and bounds.
-func (d *decoder) decodeField(key string, line int, f *field, fv reflect.Value, raw any) {
+func (d *decoder) decodeField(key string, line int, f *field, fv reflect.Value, raw any, zero bool) {
 	switch f.kind {
 	case kString:
 		s, ok := raw.(string)
@@ -303,7 +370,7 @@ func (d *decoder) decodeField(key string, line int, f *field, fv reflect.Value, 
 			d.typeError(line, key, f, raw)
 			return
 		}
-		d.decodeStruct(key, line, f.sub, fv, m)
+		d.decodeStruct(key, line, f.sub, fv, m, zero)
 		return
 	case kStructs:
 		arr, ok := raw.([]any)
@@ -323,7 +390,7 @@ func (d *decoder) decodeField(key string, line int, f *field, fv reflect.Value, 
 				d.add(el, ek, "expected a table, got %s", tomlType(e))
 				continue
 			}
-			d.decodeStruct(ek, el, f.sub, out.Index(i), m)
+			d.decodeStruct(ek, el, f.sub, out.Index(i), m, true)
 		}
 		fv.Set(out)
 		return
@@ -395,17 +462,8 @@ func isBareKey(s string) bool {
 // own line, and elements of arrays of tables as "path[i]" to their header.
 func keyLines(data []byte) map[string]int {
 	lines := map[string]int{}
-	// Line starts, to turn byte offsets into line numbers.
-	starts := []int{0}
-	for i, c := range data {
-		if c == '\n' {
-			starts = append(starts, i+1)
-		}
-	}
-	lineOf := func(n *unstable.Node) int {
-		off := int(n.Raw.Offset)
-		return sort.Search(len(starts), func(i int) bool { return starts[i] > off })
-	}
+	lineAt := lineIndex(data)
+	lineOf := func(n *unstable.Node) int { return lineAt(int(n.Raw.Offset)) }
 	setFirst := func(key string, line int) {
 		if _, ok := lines[key]; !ok {
 			lines[key] = line

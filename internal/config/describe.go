@@ -118,7 +118,7 @@ func (w *tomlWriter) table(path string, st *schema, v reflect.Value) {
 				was := w.commented
 				w.commented = true
 				w.line("[[" + p + "]]")
-				w.table(p, f.sub, reflect.New(f.sub.typ).Elem())
+				w.table(p, f.sub, example(f.sub))
 				w.commented = was
 				continue
 			}
@@ -346,25 +346,89 @@ func markdownRows(b *strings.Builder, path string, st *schema, v reflect.Value) 
 		if f.reload {
 			reload = "yes"
 		}
-		desc := f.help
-		if len(f.enum) > 0 {
-			vals := make([]string, len(f.enum))
-			for i, e := range f.enum {
-				vals[i] = code(e)
-			}
-			desc += " One of: " + strings.Join(vals, ", ") + "."
-		}
-		if s := f.bounds(); s != "" {
-			desc += " " + s + "."
-		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", code(key), f.kind.typeName(), cell(def), reload, cell(desc))
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", code(key), f.kind.typeName(), cell(def), reload, cell(f.description()))
 		switch f.kind {
 		case kStruct:
 			markdownRows(b, key, f.sub, fv)
 		case kStructs:
-			markdownRows(b, key+"[]", f.sub, reflect.New(f.sub.typ).Elem())
+			markdownElementRows(b, key+"[]", f.sub)
 		}
 	}
+}
+
+// markdownElementRows lists the fields of an array of tables' elements,
+// whose defaults are zero values, marking those that must be set.
+func markdownElementRows(b *strings.Builder, path string, st *schema) {
+	for _, f := range st.fields {
+		key := joinKey(path, f.name)
+		fv := reflect.Zero(f.typ)
+		def := ""
+		switch f.kind {
+		case kStruct:
+		default:
+			def = code(literal(f, fv))
+			checkLeaf(f, fv, func(string, string) { def = "required" })
+		}
+		reload := "no"
+		if f.reload {
+			reload = "yes"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", code(key), f.kind.typeName(), cell(def), reload, cell(f.description()))
+		switch f.kind {
+		case kStruct:
+			markdownElementRows(b, key, f.sub)
+		case kStructs:
+			markdownElementRows(b, key+"[]", f.sub)
+		}
+	}
+}
+
+// example is a value for commented-out examples: zero values, except that
+// enum fields get their first value and bounded numbers their bound when
+// zero is not allowed.
+func example(st *schema) reflect.Value {
+	v := reflect.New(st.typ).Elem()
+	for _, f := range st.fields {
+		fv := v.Field(f.index)
+		switch f.kind {
+		case kStruct:
+			fv.Set(example(f.sub))
+		case kString:
+			if f.checkEnum("") != "" {
+				fv.SetString(f.enum[0])
+			}
+		case kInt, kDuration, kSize:
+			if f.min.set && f.min.i > 0 {
+				fv.SetInt(f.min.i)
+			} else if f.max.set && f.max.i < 0 {
+				fv.SetInt(f.max.i)
+			}
+		case kFloat:
+			if f.min.set && f.min.f > 0 {
+				fv.SetFloat(f.min.f)
+			} else if f.max.set && f.max.f < 0 {
+				fv.SetFloat(f.max.f)
+			}
+		}
+	}
+	return v
+}
+
+// description is the help for the Markdown table, with allowed values and
+// bounds.
+func (f *field) description() string {
+	desc := f.help
+	if len(f.enum) > 0 {
+		vals := make([]string, len(f.enum))
+		for i, e := range f.enum {
+			vals[i] = code(e)
+		}
+		desc += " One of: " + strings.Join(vals, ", ") + "."
+	}
+	if s := f.bounds(); s != "" {
+		desc += " " + s + "."
+	}
+	return desc
 }
 
 // code renders s as inline code.

@@ -44,11 +44,17 @@ type sampleTLS struct {
 	Ciphers    []string `toml:"ciphers" help:"Cipher suites, empty for Go's defaults."`
 }
 
+type sampleOCSP struct {
+	URL     string   `toml:"url" help:"Responder URL."`
+	Refresh Duration `toml:"refresh" help:"How often to refresh." min:"0s"`
+	Ciphers []string `toml:"ciphers" help:"An array in a table in an array of tables."`
+}
+
 type sampleCert struct {
-	Domain   string    `toml:"domain" help:"Domain the certificate is for."`
-	CertFile string    `toml:"cert_file" help:"PEM certificate chain."`
-	Priority int       `toml:"priority" help:"Higher wins." min:"0" max:"10"`
-	OCSP     sampleTLS `toml:"ocsp" help:"Nested table inside an array of tables."`
+	Domain   string     `toml:"domain" help:"Domain the certificate is for."`
+	CertFile string     `toml:"cert_file" help:"PEM certificate chain."`
+	Priority int        `toml:"priority" help:"Higher wins." min:"0" max:"10"`
+	OCSP     sampleOCSP `toml:"ocsp" help:"Nested table inside an array of tables."`
 }
 
 type sampleC2S struct {
@@ -98,8 +104,8 @@ func sampleC2SDefaults() sampleC2S {
 			MinVersion: "1.2",
 		},
 		Certificates: []sampleCert{
-			{Domain: "example.org", CertFile: "a \"quoted\" path\\x.pem", Priority: 3, OCSP: sampleTLS{MinVersion: "1.3"}},
-			{Domain: "example.net", Priority: 1, OCSP: sampleTLS{MinVersion: "1.2", Ciphers: []string{"x"}}},
+			{Domain: "example.org", CertFile: "a \"quoted\" path\\x.pem", Priority: 3, OCSP: sampleOCSP{Refresh: Duration(time.Hour)}},
+			{Domain: "example.net", Priority: 1, OCSP: sampleOCSP{URL: "http://ocsp.example", Ciphers: []string{"x"}}},
 		},
 		Labels: map[string]string{"env": "test", "odd key": "tab\there"},
 	}

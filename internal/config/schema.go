@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -394,6 +395,8 @@ func checkLeaf(f *field, v reflect.Value, report func(suffix, msg string)) {
 	case kFloat:
 		x := v.Float()
 		switch {
+		case math.IsNaN(x) && (f.min.set || f.max.set):
+			report("", "nan is not allowed here")
 		case f.min.set && !(x >= f.min.f):
 			report("", fmt.Sprintf("%s is below the minimum %s", formatFloat(x), formatFloat(f.min.f)))
 		case f.max.set && !(x <= f.max.f):

@@ -113,17 +113,29 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MiB, GiB and TiB, in any letter case; a space before the unit is allowed.
 type Size int64
 
-var sizeUnits = map[string]float64{
-	"":    1,
-	"b":   1,
-	"kb":  1e3,
-	"mb":  1e6,
-	"gb":  1e9,
-	"tb":  1e12,
-	"kib": 1 << 10,
-	"mib": 1 << 20,
-	"gib": 1 << 30,
-	"tib": 1 << 40,
+// sizeUnit returns the multiplier of a lower-cased size unit.
+func sizeUnit(unit string) (float64, bool) {
+	switch unit {
+	case "", "b":
+		return 1, true
+	case "kb":
+		return 1e3, true
+	case "mb":
+		return 1e6, true
+	case "gb":
+		return 1e9, true
+	case "tb":
+		return 1e12, true
+	case "kib":
+		return 1 << 10, true
+	case "mib":
+		return 1 << 20, true
+	case "gib":
+		return 1 << 30, true
+	case "tib":
+		return 1 << 40, true
+	}
+	return 0, false
 }
 
 var errSizeSyntax = errors.New("bad size")
@@ -147,7 +159,7 @@ func parseSize(s string) (Size, error) {
 	if num == "" {
 		return 0, errSizeSyntax
 	}
-	mult, ok := sizeUnits[unit]
+	mult, ok := sizeUnit(unit)
 	if !ok {
 		return 0, errSizeSyntax
 	}
@@ -173,23 +185,25 @@ func parseSize(s string) (Size, error) {
 	return Size(v), nil
 }
 
-// String formats s so that ParseSize reads it back: the largest binary unit
-// that divides it exactly ("256KiB"), else the largest decimal one ("10KB"),
-// else bytes ("1500B").
+// String formats s so that ParseSize reads it back, in the unit (binary or
+// decimal) that divides it exactly with the smallest number: "256KiB",
+// "10KB", "2GB", "1500B".
 func (s Size) String() string {
-	if s == 0 {
-		return "0B"
-	}
-	for _, u := range []struct {
-		name string
-		n    int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-		{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
-		if int64(s)%u.n == 0 {
-			return strconv.FormatInt(int64(s)/u.n, 10) + u.name
+	n, unit := int64(s), "B"
+	if s > 0 {
+		best := n
+		for _, u := range []struct {
+			name string
+			n    int64
+		}{{"KB", 1e3}, {"KiB", 1 << 10}, {"MB", 1e6}, {"MiB", 1 << 20},
+			{"GB", 1e9}, {"GiB", 1 << 30}, {"TB", 1e12}, {"TiB", 1 << 40}} {
+			if n%u.n == 0 && n/u.n < best {
+				best, unit = n/u.n, u.name
+			}
 		}
+		n = best
 	}
-	return strconv.FormatInt(int64(s), 10) + "B"
+	return strconv.FormatInt(n, 10) + unit
 }
 
 // MarshalText implements encoding.TextMarshaler.

@@ -13,6 +13,29 @@ import (
 
 type accounts struct{ s *Store }
 
+const (
+	qCreateAccount = `INSERT INTO accounts (jid, domain,
+	sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
+	sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, created)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (jid) DO NOTHING`
+	qGetAccount = `SELECT
+	sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
+	sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key,
+	created, last_logout, last_status
+FROM accounts WHERE jid = ?`
+	qSetCredentials = `UPDATE accounts SET
+	sha1_salt = ?, sha1_iterations = ?, sha1_stored_key = ?, sha1_server_key = ?,
+	sha256_salt = ?, sha256_iterations = ?, sha256_stored_key = ?, sha256_server_key = ?
+WHERE jid = ?`
+	qSetLastLogout = `UPDATE accounts SET last_logout = ?, last_status = ? WHERE jid = ?`
+	// The foreign keys' ON DELETE CASCADE removes the account's roster,
+	// roster version, pending requests, offline messages and kv in the same
+	// statement, hence the same transaction.
+	qDeleteAccount = `DELETE FROM accounts WHERE jid = ?`
+	qListAccounts  = `SELECT jid FROM accounts WHERE domain = ? ORDER BY jid`
+	qCountAccounts = `SELECT COUNT(*) FROM accounts WHERE domain = ?`
+)
+
 // domainOf returns the domain part of a bare JID.
 func domainOf(jid string) string {
 	if _, d, ok := strings.Cut(jid, "@"); ok {
@@ -29,26 +52,28 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
+func credArgs(c store.Credentials) []any {
+	return []any{
+		nonNil(c.SHA1.Salt), c.SHA1.Iterations, nonNil(c.SHA1.StoredKey), nonNil(c.SHA1.ServerKey),
+		nonNil(c.SHA256.Salt), c.SHA256.Iterations, nonNil(c.SHA256.StoredKey), nonNil(c.SHA256.ServerKey),
+	}
+}
+
 func (a accounts) Create(ctx context.Context, jid string, creds store.Credentials) error {
 	created, err := toNanos(time.Now())
 	if err != nil {
 		return fmt.Errorf("sqlite: creating account %q: %w", jid, err)
 	}
-	res, err := a.s.w.ExecContext(ctx, `INSERT INTO accounts (jid, domain,
-	sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
-	sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, created)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (jid) DO NOTHING`,
-		jid, domainOf(jid),
-		nonNil(creds.SHA1.Salt), creds.SHA1.Iterations, nonNil(creds.SHA1.StoredKey), nonNil(creds.SHA1.ServerKey),
-		nonNil(creds.SHA256.Salt), creds.SHA256.Iterations, nonNil(creds.SHA256.StoredKey), nonNil(creds.SHA256.ServerKey),
-		created)
+	args := append(append([]any{jid, domainOf(jid)}, credArgs(creds)...), created)
+	res, err := a.s.w.exec(ctx, qCreateAccount, args...)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = store.ErrExists
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: creating account %q: %w", jid, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: creating account %q: %w", jid, err)
-	} else if n == 0 {
-		return fmt.Errorf("sqlite: creating account %q: %w", jid, store.ErrExists)
 	}
 	return nil
 }
@@ -60,16 +85,12 @@ func (a accounts) Get(ctx context.Context, jid string) (store.Account, error) {
 		created    int64
 		lastLogout sql.NullInt64
 	)
-	err := a.s.r.QueryRowContext(ctx, `SELECT
-	sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
-	sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key,
-	created, last_logout, last_status
-FROM accounts WHERE jid = ?`, jid).Scan(
+	err := a.s.r.queryRow(ctx, qGetAccount, jid).Scan(
 		&c1.Salt, &c1.Iterations, &c1.StoredKey, &c1.ServerKey,
 		&c256.Salt, &c256.Iterations, &c256.StoredKey, &c256.ServerKey,
 		&created, &lastLogout, &acc.LastStatus)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Account{}, fmt.Errorf("sqlite: getting account %q: %w", jid, store.ErrNotFound)
+		err = store.ErrNotFound
 	}
 	if err != nil {
 		return store.Account{}, fmt.Errorf("sqlite: getting account %q: %w", jid, err)
@@ -82,14 +103,11 @@ FROM accounts WHERE jid = ?`, jid).Scan(
 }
 
 func (a accounts) SetCredentials(ctx context.Context, jid string, creds store.Credentials) error {
-	res, err := a.s.w.ExecContext(ctx, `UPDATE accounts SET
-	sha1_salt = ?, sha1_iterations = ?, sha1_stored_key = ?, sha1_server_key = ?,
-	sha256_salt = ?, sha256_iterations = ?, sha256_stored_key = ?, sha256_server_key = ?
-WHERE jid = ?`,
-		nonNil(creds.SHA1.Salt), creds.SHA1.Iterations, nonNil(creds.SHA1.StoredKey), nonNil(creds.SHA1.ServerKey),
-		nonNil(creds.SHA256.Salt), creds.SHA256.Iterations, nonNil(creds.SHA256.StoredKey), nonNil(creds.SHA256.ServerKey),
-		jid)
-	return updated(res, err, "setting credentials of %q", jid)
+	res, err := a.s.w.exec(ctx, qSetCredentials, append(credArgs(creds), jid)...)
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("sqlite: setting credentials of %q: %w", jid, err)
+	}
+	return nil
 }
 
 func (a accounts) SetLastLogout(ctx context.Context, jid string, t time.Time, status string) error {
@@ -101,20 +119,23 @@ func (a accounts) SetLastLogout(ctx context.Context, jid string, t time.Time, st
 		}
 		ns = sql.NullInt64{Int64: n, Valid: true}
 	}
-	res, err := a.s.w.ExecContext(ctx, `UPDATE accounts SET last_logout = ?, last_status = ? WHERE jid = ?`, ns, status, jid)
-	return updated(res, err, "setting last logout of %q", jid)
+	res, err := a.s.w.exec(ctx, qSetLastLogout, ns, status, jid)
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("sqlite: setting last logout of %q: %w", jid, err)
+	}
+	return nil
 }
 
-// Delete removes the account; the foreign keys' ON DELETE CASCADE removes its
-// roster, roster version, pending requests, offline messages and kv in the
-// same statement, hence the same transaction.
 func (a accounts) Delete(ctx context.Context, jid string) error {
-	res, err := a.s.w.ExecContext(ctx, `DELETE FROM accounts WHERE jid = ?`, jid)
-	return updated(res, err, "deleting account %q", jid)
+	res, err := a.s.w.exec(ctx, qDeleteAccount, jid)
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("sqlite: deleting account %q: %w", jid, err)
+	}
+	return nil
 }
 
 func (a accounts) List(ctx context.Context, domain string) ([]string, error) {
-	rows, err := a.s.r.QueryContext(ctx, `SELECT jid FROM accounts WHERE domain = ? ORDER BY jid`, domain)
+	rows, err := a.s.r.query(ctx, qListAccounts, domain)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: listing accounts of %q: %w", domain, err)
 	}
@@ -135,23 +156,24 @@ func (a accounts) List(ctx context.Context, domain string) ([]string, error) {
 
 func (a accounts) Count(ctx context.Context, domain string) (int, error) {
 	var n int
-	if err := a.s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE domain = ?`, domain).Scan(&n); err != nil {
+	if err := a.s.r.queryRow(ctx, qCountAccounts, domain).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: counting accounts of %q: %w", domain, err)
 	}
 	return n, nil
 }
 
-// updated turns the result of an UPDATE or DELETE of one account into an
-// error: ErrNotFound when no row matched.
-func updated(res sql.Result, err error, what, jid string) error {
-	if err == nil {
-		var n int64
-		if n, err = res.RowsAffected(); err == nil && n == 0 {
-			err = store.ErrNotFound
-		}
-	}
+// oneRow turns the result of an UPDATE or DELETE into an error:
+// store.ErrNotFound when no row matched.
+func oneRow(res sql.Result, err error) error {
 	if err != nil {
-		return fmt.Errorf("sqlite: "+what+": %w", jid, err)
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
 	}
 	return nil
 }

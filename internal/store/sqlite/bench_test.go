@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -37,16 +38,21 @@ func BenchmarkOfflinePush(b *testing.B) {
 	}
 }
 
+// BenchmarkOfflinePushQuota pushes with a quota of 1000 round-robin into
+// 1000 accounts, so the quota count runs over realistic queue lengths.
 func BenchmarkOfflinePushQuota(b *testing.B) {
-	s := benchStore(b, "alice@example.org")
+	owners := make([]string, 1000)
+	for i := range owners {
+		owners[i] = fmt.Sprintf("u%d@example.org", i)
+	}
+	s := benchStore(b, owners...)
 	ctx := b.Context()
 	now := time.Now()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		// Spread over 1000 owners so the quota never fills.
-		_ = i
-		if err := s.Offline().Push(ctx, "alice@example.org", benchStanza, now, 1<<30); err != nil {
+		err := s.Offline().Push(ctx, owners[i%len(owners)], benchStanza, now, 1000)
+		if err != nil && !errors.Is(err, store.ErrQuotaExceeded) {
 			b.Fatal(err)
 		}
 		i++

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -12,25 +11,28 @@ import (
 
 type offline struct{ s *Store }
 
-// Push counts and inserts in one statement, which SQLite runs atomically
-// on the single writer connection.
+const (
+	qOfflinePush = `INSERT INTO offline (owner, stored, stanza) VALUES (?, ?, ?)`
+	// Count and insert in one statement, which SQLite runs atomically on
+	// the single writer connection.
+	qOfflinePushQuota = `INSERT INTO offline (owner, stored, stanza)
+SELECT ?, ?, ? WHERE (SELECT COUNT(*) FROM offline WHERE owner = ?) < ?`
+	qOfflineList  = `SELECT id, stored, stanza FROM offline WHERE owner = ? ORDER BY id`
+	qOfflineCount = `SELECT COUNT(*) FROM offline WHERE owner = ?`
+)
+
 func (o offline) Push(ctx context.Context, owner string, stanza []byte, stored time.Time, quota int) error {
 	ns, err := toNanos(stored)
 	if err != nil {
 		return fmt.Errorf("sqlite: storing offline message for %q: %w", owner, err)
 	}
-	var res sql.Result
 	if quota > 0 {
-		res, err = o.s.w.ExecContext(ctx, `INSERT INTO offline (owner, stored, stanza)
-SELECT ?, ?, ? WHERE (SELECT COUNT(*) FROM offline WHERE owner = ?) < ?`, owner, ns, nonNil(stanza), owner, quota)
-	} else {
-		res, err = o.s.w.ExecContext(ctx, `INSERT INTO offline (owner, stored, stanza) VALUES (?, ?, ?)`, owner, ns, nonNil(stanza))
-	}
-	if err == nil {
-		var n int64
-		if n, err = res.RowsAffected(); err == nil && n == 0 {
+		res, xerr := o.s.w.exec(ctx, qOfflinePushQuota, owner, ns, nonNil(stanza), owner, quota)
+		if err = oneRow(res, xerr); err == store.ErrNotFound {
 			err = store.ErrQuotaExceeded
 		}
+	} else {
+		_, err = o.s.w.exec(ctx, qOfflinePush, owner, ns, nonNil(stanza))
 	}
 	if err != nil {
 		return fmt.Errorf("sqlite: storing offline message for %q: %w", owner, noAccount(err, owner))
@@ -39,7 +41,7 @@ SELECT ?, ?, ? WHERE (SELECT COUNT(*) FROM offline WHERE owner = ?) < ?`, owner,
 }
 
 func (o offline) List(ctx context.Context, owner string) ([]store.OfflineMessage, error) {
-	rows, err := o.s.r.QueryContext(ctx, `SELECT id, stored, stanza FROM offline WHERE owner = ? ORDER BY id`, owner)
+	rows, err := o.s.r.query(ctx, qOfflineList, owner)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: listing offline messages of %q: %w", owner, err)
 	}
@@ -69,7 +71,7 @@ func (o offline) Delete(ctx context.Context, owner string, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	err := o.s.write(ctx, func(tx *sql.Tx) error {
+	err := o.s.w.run(ctx, false, func(tx tx) error {
 		for len(ids) > 0 {
 			batch := ids[:min(len(ids), deleteBatch)]
 			ids = ids[len(batch):]
@@ -79,7 +81,7 @@ func (o offline) Delete(ctx context.Context, owner string, ids []int64) error {
 				args = append(args, id)
 			}
 			q := `DELETE FROM offline WHERE owner = ? AND id IN (?` + strings.Repeat(", ?", len(batch)-1) + `)`
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			if _, err := tx.exec(ctx, q, args...); err != nil {
 				return err
 			}
 		}
@@ -93,7 +95,7 @@ func (o offline) Delete(ctx context.Context, owner string, ids []int64) error {
 
 func (o offline) Count(ctx context.Context, owner string) (int, error) {
 	var n int
-	if err := o.s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM offline WHERE owner = ?`, owner).Scan(&n); err != nil {
+	if err := o.s.r.queryRow(ctx, qOfflineCount, owner).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: counting offline messages of %q: %w", owner, err)
 	}
 	return n, nil

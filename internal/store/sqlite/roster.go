@@ -12,6 +12,26 @@ import (
 
 type roster struct{ s *Store }
 
+const (
+	qRosterVersion = `SELECT version FROM roster_versions WHERE owner = ?`
+	qRosterItems   = `SELECT contact, name, subscription, ask, approved, groups
+FROM roster_items WHERE owner = ? ORDER BY contact`
+	qRosterGet = `SELECT contact, name, subscription, ask, approved, groups
+FROM roster_items WHERE owner = ? AND contact = ?`
+	qRosterUpsert = `INSERT INTO roster_items (owner, contact, name, subscription, ask, approved, groups)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,
+	ask = excluded.ask, approved = excluded.approved, groups = excluded.groups`
+	qRosterDelete = `DELETE FROM roster_items WHERE owner = ? AND contact = ?`
+	qRosterBump   = `INSERT INTO roster_versions (owner, version) VALUES (?, 1)
+ON CONFLICT (owner) DO UPDATE SET version = version + 1 RETURNING version`
+	// INSERT OR REPLACE deletes an earlier request from the same contact and
+	// inserts with a new id, so a replaced request counts as the newest.
+	qPendingAdd    = `INSERT OR REPLACE INTO pending_in (owner, contact, stanza) VALUES (?, ?, ?)`
+	qPendingRemove = `DELETE FROM pending_in WHERE owner = ? AND contact = ?`
+	qPendingList   = `SELECT contact, stanza FROM pending_in WHERE owner = ? ORDER BY id`
+)
+
 func validSubscription(s store.Subscription) bool {
 	switch s {
 	case store.SubNone, store.SubTo, store.SubFrom, store.SubBoth:
@@ -25,13 +45,13 @@ func (r roster) Items(ctx context.Context, owner string) ([]store.RosterItem, in
 		items []store.RosterItem
 		ver   int64
 	)
-	err := r.s.read(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT version FROM roster_versions WHERE owner = ?`, owner).Scan(&ver)
+	// One read transaction, so the items and the version match.
+	err := r.s.r.run(ctx, true, func(tx tx) error {
+		err := tx.queryRow(ctx, qRosterVersion, owner).Scan(&ver)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT contact, name, subscription, ask, approved, groups
-FROM roster_items WHERE owner = ? ORDER BY contact`, owner)
+		rows, err := tx.query(ctx, qRosterItems, owner)
 		if err != nil {
 			return err
 		}
@@ -71,8 +91,7 @@ func scanItem(row interface{ Scan(...any) error }) (store.RosterItem, error) {
 }
 
 func (r roster) Get(ctx context.Context, owner, contact string) (store.RosterItem, error) {
-	it, err := scanItem(r.s.r.QueryRowContext(ctx, `SELECT contact, name, subscription, ask, approved, groups
-FROM roster_items WHERE owner = ? AND contact = ?`, owner, contact))
+	it, err := scanItem(r.s.r.queryRow(ctx, qRosterGet, owner, contact))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = store.ErrNotFound
 	}
@@ -80,14 +99,6 @@ FROM roster_items WHERE owner = ? AND contact = ?`, owner, contact))
 		return store.RosterItem{}, fmt.Errorf("sqlite: getting roster item %q of %q: %w", contact, owner, err)
 	}
 	return it, nil
-}
-
-// bumpVersion increments the roster version of owner and returns it.
-func bumpVersion(ctx context.Context, tx *sql.Tx, owner string) (int64, error) {
-	var v int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO roster_versions (owner, version) VALUES (?, 1)
-ON CONFLICT (owner) DO UPDATE SET version = version + 1 RETURNING version`, owner).Scan(&v)
-	return v, err
 }
 
 func (r roster) Put(ctx context.Context, owner string, item store.RosterItem) (int64, error) {
@@ -103,17 +114,12 @@ func (r roster) Put(ctx context.Context, owner string, item store.RosterItem) (i
 		return 0, fmt.Errorf("sqlite: putting roster item %q of %q: %w", item.JID, owner, err)
 	}
 	var ver int64
-	err = r.s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO roster_items (owner, contact, name, subscription, ask, approved, groups)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,
-	ask = excluded.ask, approved = excluded.approved, groups = excluded.groups`,
-			owner, item.JID, item.Name, string(item.Subscription), item.Ask, item.Approved, string(gj))
+	err = r.s.w.run(ctx, false, func(tx tx) error {
+		_, err := tx.exec(ctx, qRosterUpsert, owner, item.JID, item.Name, string(item.Subscription), item.Ask, item.Approved, string(gj))
 		if err != nil {
 			return noAccount(err, owner)
 		}
-		ver, err = bumpVersion(ctx, tx, owner)
-		return err
+		return tx.queryRow(ctx, qRosterBump, owner).Scan(&ver)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: putting roster item %q of %q: %w", item.JID, owner, err)
@@ -123,18 +129,12 @@ ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name, subscription = 
 
 func (r roster) Delete(ctx context.Context, owner, contact string) (int64, error) {
 	var ver int64
-	err := r.s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM roster_items WHERE owner = ? AND contact = ?`, owner, contact)
-		if err != nil {
+	err := r.s.w.run(ctx, false, func(tx tx) error {
+		res, err := tx.exec(ctx, qRosterDelete, owner, contact)
+		if err := oneRow(res, err); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrNotFound
-		}
-		ver, err = bumpVersion(ctx, tx, owner)
-		return err
+		return tx.queryRow(ctx, qRosterBump, owner).Scan(&ver)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: deleting roster item %q of %q: %w", contact, owner, err)
@@ -142,27 +142,22 @@ func (r roster) Delete(ctx context.Context, owner, contact string) (int64, error
 	return ver, nil
 }
 
-// AddPendingIn stores the request; INSERT OR REPLACE deletes an earlier one
-// from the same contact and inserts with a new id, so a replaced request
-// counts as the newest.
 func (r roster) AddPendingIn(ctx context.Context, owner string, p store.PendingIn) error {
-	_, err := r.s.w.ExecContext(ctx, `INSERT OR REPLACE INTO pending_in (owner, contact, stanza) VALUES (?, ?, ?)`,
-		owner, p.JID, nonNil(p.Stanza))
-	if err != nil {
+	if _, err := r.s.w.exec(ctx, qPendingAdd, owner, p.JID, nonNil(p.Stanza)); err != nil {
 		return fmt.Errorf("sqlite: adding pending request from %q to %q: %w", p.JID, owner, noAccount(err, owner))
 	}
 	return nil
 }
 
 func (r roster) RemovePendingIn(ctx context.Context, owner, contact string) error {
-	if _, err := r.s.w.ExecContext(ctx, `DELETE FROM pending_in WHERE owner = ? AND contact = ?`, owner, contact); err != nil {
+	if _, err := r.s.w.exec(ctx, qPendingRemove, owner, contact); err != nil {
 		return fmt.Errorf("sqlite: removing pending request from %q to %q: %w", contact, owner, err)
 	}
 	return nil
 }
 
 func (r roster) PendingIn(ctx context.Context, owner string) ([]store.PendingIn, error) {
-	rows, err := r.s.r.QueryContext(ctx, `SELECT contact, stanza FROM pending_in WHERE owner = ? ORDER BY id`, owner)
+	rows, err := r.s.r.query(ctx, qPendingList, owner)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: listing pending requests to %q: %w", owner, err)
 	}

@@ -44,8 +44,8 @@ const busyTimeout = 10 * time.Second
 
 // Store is an SQLite-backed store.Store.
 type Store struct {
-	w *sql.DB // exactly one connection: every write
-	r *sql.DB // read-only pool
+	w *pool // exactly one connection: every write
+	r *pool // read-only connections
 }
 
 var _ store.Store = (*Store)(nil)
@@ -76,38 +76,55 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	base := "file:" + (&url.URL{Path: abs}).EscapedPath() +
 		fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 
-	w, err := sql.Open("sqlite", base+
+	wdb, err := sql.Open("sqlite", base+
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxIdleTime(0)
-	w.SetConnMaxLifetime(0)
-	if err := w.PingContext(ctx); err != nil {
-		w.Close()
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	if err := wdb.PingContext(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: opening %s: %w", abs, err), wdb.Close())
+	}
+	if err := migrate.Apply(ctx, wdb, Migrations(), "sqlite"); err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: %s: %w", abs, err), wdb.Close())
+	}
+	w, err := newPool(ctx, wdb, writeQueries())
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
 	}
-	if err := migrate.Apply(ctx, w, Migrations(), "sqlite"); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: %s: %w", abs, err)
-	}
 
-	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	rdb, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
 	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: opening %s for reading: %w", abs, err)
+		return nil, errors.Join(fmt.Errorf("sqlite: opening %s for reading: %w", abs, err), w.close())
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
-	r.SetMaxOpenConns(n)
-	r.SetMaxIdleConns(n)
-	if err := r.PingContext(ctx); err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("sqlite: opening %s for reading: %w", abs, err)
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	r, err := newPool(ctx, rdb, readQueries())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: opening %s for reading: %w", abs, err), w.close())
 	}
 	return &Store{w: w, r: r}, nil
+}
+
+// writeQueries and readQueries are the statements prepared at open.
+func writeQueries() []string {
+	return []string{
+		qCreateAccount, qSetCredentials, qSetLastLogout, qDeleteAccount,
+		qRosterUpsert, qRosterDelete, qRosterBump, qPendingAdd, qPendingRemove,
+		qOfflinePush, qOfflinePushQuota,
+		qKVPut, qKVDelete,
+	}
+}
+
+func readQueries() []string {
+	return []string{
+		qGetAccount, qListAccounts, qCountAccounts,
+		qRosterVersion, qRosterItems, qRosterGet, qPendingList,
+		qOfflineList, qOfflineCount,
+		qKVGet,
+	}
 }
 
 // Accounts implements store.Store.
@@ -125,36 +142,10 @@ func (s *Store) KV() store.KV { return kv{s} }
 // Close closes the database. The writer closes last, so that SQLite
 // checkpoints the WAL into the main file.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
-}
-
-// write runs fn in one write transaction (BEGIN IMMEDIATE on the writer).
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	if err := errors.Join(s.r.close(), s.w.close()); err != nil {
+		return fmt.Errorf("sqlite: closing: %w", err)
 	}
-	if err := fn(tx); err != nil {
-		return errors.Join(err, ignoreDone(tx.Rollback()))
-	}
-	return tx.Commit()
-}
-
-// read runs fn in one read transaction, so that it sees one snapshot.
-func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	err = fn(tx)
-	return errors.Join(err, ignoreDone(tx.Rollback()))
-}
-
-func ignoreDone(err error) error {
-	if errors.Is(err, sql.ErrTxDone) {
-		return nil
-	}
-	return err
+	return nil
 }
 
 // noAccount maps a foreign-key violation (writing for an owner with no

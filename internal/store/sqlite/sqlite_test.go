@@ -90,15 +90,15 @@ func TestMigrationsIdempotent(t *testing.T) {
 		t.Fatalf("Load = %d migrations, %v", len(ms), err)
 	}
 	for i := range 2 {
-		if err := migrate.Apply(ctx, s.w, Migrations(), "sqlite"); err != nil {
+		if err := migrate.Apply(ctx, s.w.db, Migrations(), "sqlite"); err != nil {
 			t.Fatalf("Apply %d on a migrated database: %v", i, err)
 		}
 	}
 	var rows int
-	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_version`).Scan(&rows); err != nil {
+	if err := s.r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_version`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := migrate.Version(ctx, s.r); err != nil || v != len(ms) || rows != len(ms) {
+	if v, err := migrate.Version(ctx, s.r.db); err != nil || v != len(ms) || rows != len(ms) {
 		t.Errorf("version %d (%v) with %d rows, want %d and %d", v, err, rows, len(ms), len(ms))
 	}
 }
@@ -111,7 +111,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO schema_version (version, name, applied) VALUES (9999, '9999_future.sql', 'later')`); err != nil {
+	if _, err := s.w.db.ExecContext(ctx, `INSERT INTO schema_version (version, name, applied) VALUES (9999, '9999_future.sql', 'later')`); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -176,18 +176,18 @@ func TestPragmas(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var got string
-		if err := s.w.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
+		if err := s.w.db.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
 			t.Fatalf("%s: %v", tc.pragma, err)
 		}
 		if got != tc.want {
 			t.Errorf("writer %s = %q, want %q", tc.pragma, got, tc.want)
 		}
 	}
-	if got := s.w.Stats().MaxOpenConnections; got != 1 {
+	if got := s.w.db.Stats().MaxOpenConnections; got != 1 {
 		t.Errorf("writer MaxOpenConnections = %d, want 1", got)
 	}
 	// The read pool cannot write.
-	if _, err := s.r.ExecContext(ctx, `DELETE FROM accounts`); err == nil {
+	if _, err := s.r.db.ExecContext(ctx, `DELETE FROM accounts`); err == nil {
 		t.Error("a write through the read pool succeeded")
 	}
 }

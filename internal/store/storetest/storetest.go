@@ -12,8 +12,9 @@
 //		})
 //	}
 //
-// Run closes every store it opens. Subtests run in parallel and each uses its
-// own domains, so a backend may also hand out one shared store.
+// Run calls open once per subtest (subtests run in parallel) and closes each
+// store when its subtest ends, checking Close's error. Each subtest also uses
+// its own domains, so stores may share one database underneath.
 package storetest
 
 import (
@@ -700,7 +701,7 @@ func testOfflineDelete(t *testing.T, s store.Store) {
 		t.Errorf("new message got id %d, reusing or below deleted ids %v", last, del)
 	}
 	// A large batch.
-	push(alice, 1200)
+	push(alice, 700)
 	got, _ = s.Offline().List(ctx, alice)
 	if err := s.Offline().Delete(ctx, alice, ids(got)); err != nil {
 		t.Fatalf("Delete(%d ids): %v", len(got), err)

@@ -3,9 +3,8 @@ package xml
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/maphash"
 	"io"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -82,6 +81,10 @@ const (
 	smallReadSize = 64
 	// maxDeclSize bounds the XML declaration.
 	maxDeclSize = 1024
+	// maxNSBindings bounds the namespace declarations in scope inside a
+	// stanza: prefix lookups scan them, so without a bound a stanza of
+	// nested elements full of declarations would cost quadratic time.
+	maxNSBindings = 128
 	// maxScratch is the capacity above which scratch slices are dropped
 	// after a stanza instead of being kept for the next one.
 	maxScratch = 256
@@ -93,18 +96,16 @@ const (
 type BufferPool struct{ p sync.Pool }
 
 func (p *BufferPool) get() []byte {
-	if v, ok := p.p.Get().(*[]byte); ok {
-		return (*v)[:initialBufSize]
+	if a, ok := p.p.Get().(*[initialBufSize]byte); ok {
+		return a[:]
 	}
 	return make([]byte, initialBufSize)
 }
 
 func (p *BufferPool) put(b []byte) {
-	if cap(b) != initialBufSize {
-		return
+	if cap(b) == initialBufSize {
+		p.p.Put((*[initialBufSize]byte)(b[:initialBufSize]))
 	}
-	b = b[:initialBufSize]
-	p.p.Put(&b)
 }
 
 // Decoder reads an XMPP stream: the stream header, then one top-level
@@ -134,6 +135,7 @@ type Decoder struct {
 	streamName string   // qualified name of the stream element
 	base       []nsBind // namespace bindings declared on the stream header
 
+	seed  maphash.Seed // see hashSeed
 	sc    scratch
 	small [smallReadSize]byte
 }
@@ -367,8 +369,11 @@ func (d *Decoder) frameHeader() (bool, error) {
 		b := d.buf[d.start:d.end]
 		switch d.state {
 		case fsInit:
-			if len(b) >= 2 && (b[0] == 0xFE && b[1] == 0xFF || b[0] == 0xFF && b[1] == 0xFE ||
-				b[0] == 0 && b[1] == '<' || b[0] == '<' && b[1] == 0) {
+			if len(b) < 2 {
+				return false, nil
+			}
+			if b[0] == 0xFE && b[1] == 0xFF || b[0] == 0xFF && b[1] == 0xFE ||
+				b[0] == 0 && b[1] == '<' || b[0] == '<' && b[1] == 0 {
 				return false, newError(condUnsupportedEncoding, "the stream is UTF-16; only UTF-8 is supported")
 			}
 			if bytes.HasPrefix(b, bom) {
@@ -434,6 +439,9 @@ func (d *Decoder) frameHeader() (bool, error) {
 				return false, newError(condRestrictedXML, "comments and DTDs are not allowed")
 			case '/':
 				return false, newError(condNotWellFormed, "expected the <stream:stream> header, got an end tag")
+			}
+			if c := d.buf[d.scan]; c < utf8.RuneSelf && nameTab[c]&1 == 0 && c != ':' {
+				return false, errorf(condNotWellFormed, "malformed tag %s", quoteSnippet(string(d.buf[d.start:d.scan+1])))
 			}
 			d.state = fsHdrTag
 			d.quote = 0
@@ -520,6 +528,9 @@ func (d *Decoder) frame() (int, error) {
 				}
 				return unitNone, newError(condRestrictedXML, "comments and DTDs are not allowed")
 			default:
+				if c := d.buf[d.scan]; c < utf8.RuneSelf && nameTab[c]&1 == 0 && c != ':' {
+					return unitNone, errorf(condNotWellFormed, "malformed tag %s", quoteSnippet(string(d.buf[d.start:d.scan+1])))
+				}
 				d.depth, d.nElems, d.nAttrs = 1, 1, 0
 				if d.lim.MaxDepth < 1 {
 					return unitNone, errorf(condPolicyViolation, "elements nested deeper than %d", d.lim.MaxDepth)
@@ -584,6 +595,9 @@ loop:
 			case '?':
 				return unitNone, newError(condRestrictedXML, "processing instructions are not allowed")
 			default:
+				if c := buf[i]; c < utf8.RuneSelf && nameTab[c]&1 == 0 && c != ':' {
+					return unitNone, errorf(condNotWellFormed, "malformed tag %s", quoteSnippet(string(buf[i-1:i+1])))
+				}
 				d.depth++
 				if d.depth > d.lim.MaxDepth {
 					return unitNone, errorf(condPolicyViolation, "elements nested deeper than %d", d.lim.MaxDepth)
@@ -825,21 +839,26 @@ type scratch struct {
 	stack []openElem
 	kids  []*Element
 	attrs []rawAttr
-	names []string
-	keys  []Attr
-	tbuf  []byte // decoded text of the current segment
-	vbuf  []byte // decoded attribute value
+	tab   []int32 // duplicate-attribute hash table
+
+	attrsHW int    // most attrs entries used since the last reset
+	tbuf    []byte // decoded text of the current segment
+	vbuf    []byte // decoded attribute value
 }
 
 // reset clears references into the last stanza (so it can be collected)
 // and drops slices grown large by an unusual stanza.
 func (sc *scratch) reset() {
-	sc.ns = clearScratch(sc.ns)
-	sc.stack = clearScratch(sc.stack)
-	sc.kids = clearScratch(sc.kids)
-	sc.attrs = clearScratch(sc.attrs)
-	sc.names = clearScratch(sc.names)
-	sc.keys = clearScratch(sc.keys)
+	// Popped entries were cleared when popped; what is left is from an
+	// error mid-stanza. Attribute entries beyond len may be stale.
+	sc.ns = clearScratch(sc.ns, len(sc.ns))
+	sc.stack = clearScratch(sc.stack, len(sc.stack))
+	sc.kids = clearScratch(sc.kids, len(sc.kids))
+	sc.attrs = clearScratch(sc.attrs, sc.attrsHW)
+	sc.attrsHW = 0
+	if cap(sc.tab) > 4*maxScratch {
+		sc.tab = nil
+	}
 	if cap(sc.tbuf) > 4*maxScratch {
 		sc.tbuf = nil
 	}
@@ -850,12 +869,43 @@ func (sc *scratch) reset() {
 
 func (sc *scratch) drop() { *sc = scratch{} }
 
-func clearScratch[T any](s []T) []T {
+// scratchBlock backs a fresh scratch with one allocation (after NewDecoder
+// or Idle); a slice that outgrows its array moves out on its own.
+type scratchBlock struct {
+	ns    [8]nsBind
+	stack [8]openElem
+	kids  [8]*Element
+	attrs [8]rawAttr
+	tbuf  [128]byte
+}
+
+func (sc *scratch) ensure() {
+	if cap(sc.ns) > 0 && cap(sc.stack) > 0 && cap(sc.kids) > 0 && cap(sc.attrs) > 0 && cap(sc.tbuf) > 0 {
+		return
+	}
+	blk := new(scratchBlock)
+	if cap(sc.ns) == 0 {
+		sc.ns = blk.ns[:0]
+	}
+	if cap(sc.stack) == 0 {
+		sc.stack = blk.stack[:0]
+	}
+	if cap(sc.kids) == 0 {
+		sc.kids = blk.kids[:0]
+	}
+	if cap(sc.attrs) == 0 {
+		sc.attrs = blk.attrs[:0]
+	}
+	if cap(sc.tbuf) == 0 {
+		sc.tbuf = blk.tbuf[:0]
+	}
+}
+
+func clearScratch[T any](s []T, used int) []T {
 	if cap(s) > maxScratch {
 		return nil
 	}
-	s = s[:cap(s)]
-	clear(s)
+	clear(s[:used])
 	return s[:0]
 }
 
@@ -868,6 +918,9 @@ type stanzaParser struct {
 	els   []Element // element slab
 	attrs []Attr    // attribute slab
 	kids  []*Element
+
+	nextEl int // next free element of els
+	nsMark int // len(sc.ns) before the last start tag's declarations
 
 	// current text segment
 	segRaw string
@@ -883,6 +936,7 @@ func (d *Decoder) decodeStanza() (*Element, error) {
 		return nil, err
 	}
 	p := stanzaParser{d: d, sc: &d.sc, s: string(raw)}
+	p.sc.ensure()
 	p.els = make([]Element, d.nElems)
 	if d.nAttrs > 0 {
 		p.attrs = make([]Attr, 0, d.nAttrs)
@@ -890,7 +944,6 @@ func (d *Decoder) decodeStanza() (*Element, error) {
 	if d.nElems > 1 {
 		p.kids = make([]*Element, 0, d.nElems-1)
 	}
-	p.sc.ns = append(p.sc.ns[:0], d.base...)
 	el, err := p.parse()
 	p.sc.reset()
 	return el, err
@@ -902,8 +955,9 @@ func (d *Decoder) parseHeader(tag []byte) error {
 		return err
 	}
 	p := stanzaParser{d: d, sc: &d.sc, s: string(tag)}
+	p.sc.ensure()
 	p.els = make([]Element, 1)
-	p.sc.ns = p.sc.ns[:0]
+	d.base = nil
 	el, name, self, err := p.startTag()
 	defer p.sc.reset()
 	if err != nil {
@@ -917,13 +971,12 @@ func (d *Decoder) parseHeader(tag []byte) error {
 			NSStream, el.Space, el.Local)
 	}
 	h := &Header{Attrs: el.Attrs}
-	d.base = nil
 	for _, b := range p.sc.ns {
 		if b.prefix == "" {
 			h.DefaultNS = b.uri
 		}
-		d.base = append(d.base, b)
 	}
+	d.base = append([]nsBind(nil), p.sc.ns...)
 	d.hdr = h
 	d.streamName = name
 	d.closed = self
@@ -979,7 +1032,8 @@ func (p *stanzaParser) parse() (*Element, error) {
 				p.sc.kids = append(p.sc.kids, el)
 			}
 			if self {
-				p.sc.ns = p.sc.ns[:p.sc.stack0NSMark()]
+				clear(p.sc.ns[p.nsMark:])
+				p.sc.ns = p.sc.ns[:p.nsMark]
 				if len(p.sc.stack) == 0 {
 					if p.pos != len(s) {
 						return nil, newError(condNotWellFormed, "data after the end of the stanza")
@@ -991,15 +1045,11 @@ func (p *stanzaParser) parse() (*Element, error) {
 			if len(p.sc.stack) >= p.d.lim.MaxDepth {
 				return nil, errorf(condPolicyViolation, "elements nested deeper than %d", p.d.lim.MaxDepth)
 			}
-			p.sc.stack = append(p.sc.stack, openElem{el: el, name: name, nsMark: p.lastNSMark, kidMark: len(p.sc.kids)})
+			p.sc.stack = append(p.sc.stack, openElem{el: el, name: name, nsMark: p.nsMark, kidMark: len(p.sc.kids)})
 		}
 	}
 	return nil, newError(condNotWellFormed, "unexpected end of stanza")
 }
-
-// stack0NSMark is a helper for self-closing elements: their declarations
-// were pushed by startTag; pop them.
-func (sc *scratch) stack0NSMark() int { return sc.lastMark }
 
 // startTag parses a start tag at p.pos. It pushes the element's namespace
 // declarations onto sc.ns (the caller pops them), returns the element, its
@@ -1037,6 +1087,9 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 			return nil, "", false, errorf(condNotWellFormed, "expected '>' after '/' in <%s>", name)
 		}
 		if sp == pos {
+			if c >= utf8.RuneSelf || nameTab[c]&1 != 0 || c == ':' {
+				return nil, "", false, errorf(condNotWellFormed, "attributes must be separated by whitespace in <%s>", name)
+			}
 			return nil, "", false, errorf(condNotWellFormed, "bad attribute syntax in <%s>", name)
 		}
 		an, acolon, np, err := p.qname(pos)
@@ -1074,15 +1127,16 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 		sc.attrs = append(sc.attrs, rawAttr{name: an, colon: acolon, value: v})
 	}
 	p.pos = pos
+	if len(sc.attrs) > sc.attrsHW {
+		sc.attrsHW = len(sc.attrs)
+	}
 
 	if err := p.checkRawDuplicates(name); err != nil {
 		return nil, "", false, err
 	}
 
 	// Namespace declarations apply to the element and all its attributes.
-	nsMark := len(sc.ns)
-	p.lastNSMark = nsMark
-	sc.lastMark = nsMark
+	p.nsMark = len(sc.ns)
 	nDecl := 0
 	for i := range sc.attrs {
 		a := &sc.attrs[i]
@@ -1111,6 +1165,10 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 			}
 			sc.ns = append(sc.ns, nsBind{prefix, a.value})
 		}
+	}
+
+	if len(sc.ns) > maxNSBindings {
+		return nil, "", false, errorf(condPolicyViolation, "more than %d namespace declarations in scope", maxNSBindings)
 	}
 
 	el := p.newElement()
@@ -1178,7 +1236,7 @@ func (p *stanzaParser) checkRawDuplicates(elem string) error {
 	if n < 2 {
 		return nil
 	}
-	if n <= 16 {
+	if n <= 8 {
 		for i := 1; i < n; i++ {
 			for j := 0; j < i; j++ {
 				if attrs[i].name == attrs[j].name {
@@ -1188,15 +1246,19 @@ func (p *stanzaParser) checkRawDuplicates(elem string) error {
 		}
 		return nil
 	}
-	names := p.sc.names[:0]
+	t := p.sc.table(n)
+	mask := len(t) - 1
+	seed := p.d.hashSeed()
 	for i := range attrs {
-		names = append(names, attrs[i].name)
-	}
-	slices.Sort(names)
-	p.sc.names = names
-	for i := 1; i < len(names); i++ {
-		if names[i] == names[i-1] {
-			return errorf(condNotWellFormed, "duplicate attribute %s in <%s>", names[i], elem)
+		for k := int(maphash.String(seed, attrs[i].name)) & mask; ; k = (k + 1) & mask {
+			j := t[k]
+			if j < 0 {
+				t[k] = int32(i)
+				break
+			}
+			if attrs[j].name == attrs[i].name {
+				return errorf(condNotWellFormed, "duplicate attribute %s in <%s>", attrs[i].name, elem)
+			}
 		}
 	}
 	return nil
@@ -1205,32 +1267,71 @@ func (p *stanzaParser) checkRawDuplicates(elem string) error {
 // checkResolvedDuplicates rejects two prefixed attributes that resolve to
 // the same {namespace}local.
 func (p *stanzaParser) checkResolvedDuplicates(attrs []Attr, elem string) error {
-	keys := p.sc.keys[:0]
-	for _, a := range attrs {
-		if a.Space != "" {
-			keys = append(keys, a)
-		}
+	dup := func(a *Attr) error {
+		return errorf(condNotWellFormed, "duplicate attribute {%s}%s in <%s>", a.Space, a.Local, elem)
 	}
-	slices.SortFunc(keys, func(a, b Attr) int {
-		if c := strings.Compare(a.Space, b.Space); c != 0 {
-			return c
+	if len(attrs) <= 8 {
+		for i := 1; i < len(attrs); i++ {
+			if attrs[i].Space == "" {
+				continue
+			}
+			for j := 0; j < i; j++ {
+				if attrs[i].Local == attrs[j].Local && attrs[i].Space == attrs[j].Space {
+					return dup(&attrs[i])
+				}
+			}
 		}
-		return strings.Compare(a.Local, b.Local)
-	})
-	p.sc.keys = keys
-	for i := 1; i < len(keys); i++ {
-		if keys[i].Space == keys[i-1].Space && keys[i].Local == keys[i-1].Local {
-			return errorf(condNotWellFormed, "duplicate attribute {%s}%s in <%s>", keys[i].Space, keys[i].Local, elem)
+		return nil
+	}
+	t := p.sc.table(len(attrs))
+	mask := len(t) - 1
+	seed := p.d.hashSeed()
+	for i := range attrs {
+		a := &attrs[i]
+		if a.Space == "" {
+			continue
+		}
+		h := maphash.String(seed, a.Space) ^ maphash.String(seed, a.Local)*0x9E3779B97F4A7C15
+		for k := int(h) & mask; ; k = (k + 1) & mask {
+			j := t[k]
+			if j < 0 {
+				t[k] = int32(i)
+				break
+			}
+			if attrs[j].Local == a.Local && attrs[j].Space == a.Space {
+				return dup(a)
+			}
 		}
 	}
 	return nil
 }
 
-func (p *stanzaParser) newElement() *Element {
-	for i := range p.els {
-		_ = i
-		break
+// table returns an empty open-addressing table (-1 = free) for n keys.
+func (sc *scratch) table(n int) []int32 {
+	size := 16
+	for size < 2*n {
+		size <<= 1
 	}
+	if cap(sc.tab) < size {
+		sc.tab = make([]int32, size)
+	}
+	t := sc.tab[:size]
+	for i := range t {
+		t[i] = -1
+	}
+	return t
+}
+
+// hashSeed returns the decoder's seed for duplicate detection; it is
+// random per decoder so that peers cannot aim for hash collisions.
+func (d *Decoder) hashSeed() maphash.Seed {
+	if d.seed == (maphash.Seed{}) {
+		d.seed = maphash.MakeSeed()
+	}
+	return d.seed
+}
+
+func (p *stanzaParser) newElement() *Element {
 	if p.nextEl < len(p.els) {
 		el := &p.els[p.nextEl]
 		p.nextEl++
@@ -1247,10 +1348,11 @@ func (p *stanzaParser) lookup(prefix string) string {
 }
 
 func (p *stanzaParser) lookupPrefix(prefix string) (string, bool) {
-	ns := p.sc.ns
-	for i := len(ns) - 1; i >= 0; i-- {
-		if ns[i].prefix == prefix {
-			return ns[i].uri, true
+	for _, ns := range [2][]nsBind{p.sc.ns, p.d.base} {
+		for i := len(ns) - 1; i >= 0; i-- {
+			if ns[i].prefix == prefix {
+				return ns[i].uri, true
+			}
 		}
 	}
 	return "", false
@@ -1289,7 +1391,9 @@ func (p *stanzaParser) endTag() (bool, error) {
 		clear(kids)
 		sc.kids = sc.kids[:top.kidMark]
 	}
+	clear(sc.ns[top.nsMark:])
 	sc.ns = sc.ns[:top.nsMark]
+	sc.stack[len(sc.stack)-1] = openElem{}
 	sc.stack = sc.stack[:len(sc.stack)-1]
 	return len(sc.stack) == 0, nil
 }
@@ -1603,5 +1707,3 @@ func (p *stanzaParser) qname(pos int) (string, int, int, error) {
 	}
 	return s[start:pos], colon, pos, nil
 }
-
-var _ = strconv.Itoa

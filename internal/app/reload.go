@@ -1,0 +1,62 @@
+package app
+
+import (
+	"log/slog"
+
+	"stoa.im/stoa/internal/certs"
+	"stoa.im/stoa/internal/config"
+)
+
+// reloader applies a new configuration on SIGHUP: the reloadable options
+// take effect, the others are reported as needing a restart, and a file
+// with errors changes nothing. Certificates are read again in any case,
+// since renewing them is the usual reason for a reload.
+type reloader struct {
+	opts  Options
+	log   *slog.Logger
+	level *slog.LevelVar
+	certs *certs.Store
+	// running is the configuration the node started with (what options
+	// that need a restart still use); applied is the last one whose
+	// reloadable options were applied.
+	running, applied *config.File
+}
+
+func (r *reloader) reload() {
+	r.log.Info("reloading")
+	if err := r.certs.Reload(); err != nil {
+		r.log.Error("reload: keeping the old certificates", "err", err)
+	} else {
+		r.log.Info("certificates reloaded", "names", len(r.certs.Names()))
+	}
+
+	load := r.opts.Load
+	if load == nil {
+		path := r.running.Path
+		load = func() (*config.File, error) { return config.Load(path, Sections()) }
+	}
+	f, err := load()
+	if err != nil {
+		r.log.Error("reload: the configuration has errors; keeping the running configuration", "err", err)
+		return
+	}
+	cfg, err := decode(f)
+	if err != nil {
+		r.log.Error("reload: keeping the running configuration", "err", err)
+		return
+	}
+	reloadable, _ := config.Changed(r.applied, f, Sections())
+	_, restart := config.Changed(r.running, f, Sections())
+	if r.level != nil {
+		r.level.Set(parseLevel(cfg.log.Level))
+	}
+	r.applied = f
+	if len(reloadable) > 0 {
+		r.log.Info("configuration reloaded", "applied", reloadable)
+	} else {
+		r.log.Info("configuration reloaded; no reloadable option changed")
+	}
+	if len(restart) > 0 {
+		r.log.Warn("these changed options take effect only after a restart", "keys", restart)
+	}
+}

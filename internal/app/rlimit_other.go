@@ -1,0 +1,7 @@
+//go:build !unix
+
+package app
+
+import "log/slog"
+
+func raiseFileLimit(*slog.Logger) {}
