@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,8 @@ type melliumClient struct {
 	mu       sync.Mutex
 	backlog  []inStanza // received, not yet matched by wait
 	overflow bool
-	served   chan struct{} // closed when Serve returned
+	trace    func(inStanza) // with STOA_E2E_TRACE=1: logs every stanza
+	served   chan struct{}  // closed when Serve returned
 	serveErr error
 }
 
@@ -106,6 +108,9 @@ func dialMellium(ctx context.Context, t *testing.T, l melliumLogin) (*melliumCli
 		name: l.local, jid: s.LocalAddr(), s: s, conn: conn,
 		in: make(chan inStanza, 4096), served: make(chan struct{}),
 	}
+	if os.Getenv("STOA_E2E_TRACE") == "1" {
+		c.trace = func(st inStanza) { t.Logf("%s received %v", c.name, st) }
+	}
 	go func() {
 		defer close(c.served)
 		c.serveErr = s.Serve(xmpp.HandlerFunc(c.handle))
@@ -143,6 +148,9 @@ func (c *melliumClient) handle(t xmlstream.TokenReadEncoder, start *xml.StartEle
 		if _, err := xmlstream.Copy(t, iq.Wrap(nil)); err != nil {
 			return err
 		}
+	}
+	if c.trace != nil {
+		c.trace(st)
 	}
 	select {
 	case c.in <- st:

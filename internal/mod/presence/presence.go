@@ -19,7 +19,11 @@
 //     presence from the bare JID carrying the status of the last logout
 //     and, when known, its time as a XEP-0203 delay.
 //   - A broadcast presence is also sent back to the resource that sent it
-//     (§4.2.2, §4.4.2: all of the user's available resources).
+//     (§4.2.2, §4.4.2: all of the user's available resources), through
+//     the Outbound hooks, with from and to both the session's full JID,
+//     after the session is marked available; the offline feature waits
+//     for this echo to deliver stored messages. An unavailable presence
+//     is not echoed: its sender is no longer an available resource.
 //   - Directed presence is remembered (§4.6.2) unless the recipient is a
 //     subscribed contact and the session is available (then the broadcast
 //     covers it). When a session goes offline, every remembered recipient

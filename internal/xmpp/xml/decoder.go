@@ -296,15 +296,20 @@ func (d *Decoder) fill() error {
 		if n == 0 {
 			return err
 		}
-		if d.pool != nil {
-			d.buf = d.pool.get()
-		} else {
-			d.buf = make([]byte, initialBufSize)
-		}
+		d.buf = d.newBuf()
 		copy(d.buf, d.small[:n])
 		d.start, d.end, d.scan = 0, n, 0
 		d.rerr = err
 		return nil
+	}
+	if len(d.buf) > initialBufSize && d.end-d.start <= initialBufSize/2 {
+		// A big stanza has been consumed: go back to a small buffer.
+		nb := d.newBuf()
+		copy(nb, d.buf[d.start:d.end])
+		d.buf = nb
+		d.end -= d.start
+		d.scan -= d.start
+		d.start = 0
 	}
 	if d.start > 0 {
 		copy(d.buf, d.buf[d.start:d.end])
@@ -339,6 +344,13 @@ func (d *Decoder) fill() error {
 	}
 	d.rerr = err
 	return nil
+}
+
+func (d *Decoder) newBuf() []byte {
+	if d.pool != nil {
+		return d.pool.get()
+	}
+	return make([]byte, initialBufSize)
 }
 
 func (d *Decoder) read(p []byte) (int, error) {
@@ -985,7 +997,6 @@ func (d *Decoder) parseHeader(tag []byte) error {
 
 func (p *stanzaParser) parse() (*Element, error) {
 	s := p.s
-	var root *Element
 	for p.pos < len(s) {
 		if s[p.pos] != '<' {
 			j := strings.IndexByte(s[p.pos:], '<')
@@ -1003,12 +1014,11 @@ func (p *stanzaParser) parse() (*Element, error) {
 		}
 		switch s[p.pos+1] {
 		case '/':
-			done, err := p.endTag()
+			root, done, err := p.endTag()
 			if err != nil {
 				return nil, err
 			}
 			if done {
-				root = &p.els[0]
 				if p.pos != len(s) {
 					return nil, newError(condNotWellFormed, "data after the end of the stanza")
 				}
@@ -1358,28 +1368,28 @@ func (p *stanzaParser) lookupPrefix(prefix string) (string, bool) {
 	return "", false
 }
 
-// endTag parses an end tag at p.pos and closes the current element. It
-// reports whether that was the stanza element.
-func (p *stanzaParser) endTag() (bool, error) {
+// endTag parses an end tag at p.pos and closes the current element, which
+// it returns. It reports whether that was the stanza element.
+func (p *stanzaParser) endTag() (*Element, bool, error) {
 	s := p.s
 	sc := p.sc
 	name, _, pos, err := p.qname(p.pos + 2)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	for pos < len(s) && isSpace(s[pos]) {
 		pos++
 	}
 	if pos >= len(s) || s[pos] != '>' {
-		return false, errorf(condNotWellFormed, "malformed end tag </%s", name)
+		return nil, false, errorf(condNotWellFormed, "malformed end tag </%s", name)
 	}
 	p.pos = pos + 1
 	if len(sc.stack) == 0 {
-		return false, errorf(condNotWellFormed, "unexpected end tag </%s>", name)
+		return nil, false, errorf(condNotWellFormed, "unexpected end tag </%s>", name)
 	}
 	top := sc.stack[len(sc.stack)-1]
 	if name != top.name {
-		return false, errorf(condNotWellFormed, "end tag </%s> does not match <%s>", name, top.name)
+		return nil, false, errorf(condNotWellFormed, "end tag </%s> does not match <%s>", name, top.name)
 	}
 	kids := sc.kids[top.kidMark:]
 	p.flushText(top.el, len(kids) > 0)
@@ -1395,7 +1405,7 @@ func (p *stanzaParser) endTag() (bool, error) {
 	sc.ns = sc.ns[:top.nsMark]
 	sc.stack[len(sc.stack)-1] = openElem{}
 	sc.stack = sc.stack[:len(sc.stack)-1]
-	return len(sc.stack) == 0, nil
+	return top.el, len(sc.stack) == 0, nil
 }
 
 // cdata parses "<![CDATA[...]]>" at p.pos.

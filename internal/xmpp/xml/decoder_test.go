@@ -523,6 +523,26 @@ func TestBigStanzaNotBuffered(t *testing.T) {
 	}
 }
 
+func TestBufferShrinks(t *testing.T) {
+	t.Parallel()
+	in := testHeader + "<a>" + strings.Repeat("x", 100<<10) + "</a>" + strings.Repeat("<b/>", 2000)
+	d := NewDecoder(&chunkReader{data: []byte(in), n: 4096}, Limits{})
+	if _, err := d.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if cap(d.buf) < 100<<10 {
+		t.Fatalf("buffer %d bytes after a 100 KiB stanza", cap(d.buf))
+	}
+	for range 2000 {
+		if _, err := d.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cap(d.buf) != initialBufSize {
+		t.Errorf("buffer %d bytes after small stanzas, want %d", cap(d.buf), initialBufSize)
+	}
+}
+
 func TestBuffered(t *testing.T) {
 	t.Parallel()
 	d := NewDecoder(strings.NewReader(testHeader+"<a/><b/><c"), Limits{})
