@@ -55,6 +55,7 @@ func runVersion(c *call) error {
 func runFeatures(c *call) error {
 	fs := c.flags()
 	hooks := fs.Bool("hooks", false, "also print the hooks of each pipeline stage in execution order")
+	markdown := fs.Bool("markdown", false, "print docs/features.md (the feature and XEP table) instead")
 	if _, err := c.parse(fs, 0, 0); err != nil {
 		return err
 	}
@@ -63,6 +64,10 @@ func runFeatures(c *call) error {
 		return err
 	}
 	defer closeSrv()
+	if *markdown {
+		_, err := io.WriteString(c.stdout, app.FeaturesMarkdown(srv.Features()))
+		return err
+	}
 	printFeatures(c.stdout, srv.Features())
 	if *hooks {
 		printHooks(c.stdout, srv.Hooks())

@@ -59,7 +59,7 @@ func commands() []command {
 			run: runConfigDescribe},
 		{name: "config docs", args: "", short: "Print the configuration reference (Markdown).",
 			help: "Prints the configuration reference in Markdown, as in docs/configuration.md.", run: runConfigDocs},
-		{name: "features", args: "[--hooks]", short: "List the features, their XEPs and support status.",
+		{name: "features", args: "[--hooks] [--markdown]", short: "List the features, their XEPs and support status.",
 			help: "Lists the server's features in registry order with the specifications they implement and how completely. " +
 				"With --hooks, also prints each pipeline stage's hooks in execution order.",
 			run: runFeatures},

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"stoa.im/stoa/internal/mod"
 	"strings"
 	"sync"
 	"testing"
@@ -477,5 +478,15 @@ func TestStartFailure(t *testing.T) {
 	}
 	if err := closeSrv(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFeatureDocs fails when docs/features.md is not what the feature
+// registry says.
+func TestFeatureDocs(t *testing.T) {
+	got, err := os.ReadFile("../../docs/features.md")
+	want := FeaturesMarkdown(mod.All())
+	if err != nil || string(got) != want {
+		t.Errorf("docs/features.md is stale; run: go run ./cmd/stoa features --markdown > docs/features.md")
 	}
 }

@@ -29,6 +29,7 @@ type Service struct {
 	log    *slog.Logger
 	secret []byte
 
+	metrics  *metrics
 	failIP   *policy.Backoff
 	failUser *policy.Backoff
 
@@ -37,6 +38,7 @@ type Service struct {
 	conns     map[*conn]struct{}
 	wg        sync.WaitGroup
 	closing   bool
+	stop      chan struct{} // closed by Shutdown
 }
 
 // New returns a Service; call Listen, then Serve.
@@ -44,9 +46,11 @@ func New(srv *server.Server, cfg Config, cs *certs.Store, secret []byte, log *sl
 	b := cfg.LoginBackoff
 	return &Service{
 		srv: srv, cfg: cfg, certs: cs, secret: secret, log: log.With("feature", "c2s"),
+		metrics:  newMetrics(srv.Registry()),
 		failIP:   policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
 		failUser: policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
 		conns:    make(map[*conn]struct{}),
+		stop:     make(chan struct{}),
 	}
 }
 
@@ -108,7 +112,10 @@ func (svc *Service) Serve(ctx context.Context) {
 	svc.wg.Add(1)
 	go func() {
 		defer svc.wg.Done()
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-svc.stop:
+		}
 		svc.closeListeners()
 	}()
 }
@@ -147,6 +154,7 @@ func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
 			return
 		}
 		delay = 0
+		svc.metrics.accepted.Inc()
 		c := svc.newConn(raw, direct)
 		svc.mu.Lock()
 		if svc.closing {
@@ -157,8 +165,10 @@ func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
 		svc.conns[c] = struct{}{}
 		svc.wg.Add(1)
 		svc.mu.Unlock()
+		svc.metrics.conns.Inc()
 		go func() {
 			defer svc.wg.Done()
+			defer svc.metrics.conns.Dec()
 			c.serve(ctx)
 			svc.mu.Lock()
 			delete(svc.conns, c)
@@ -177,6 +187,9 @@ func isTemporary(err error) bool {
 // all connection goroutines are gone or ctx ends.
 func (svc *Service) Shutdown(ctx context.Context) error {
 	svc.mu.Lock()
+	if !svc.closing {
+		close(svc.stop)
+	}
 	svc.closing = true
 	conns := make([]*conn, 0, len(svc.conns))
 	for c := range svc.conns {

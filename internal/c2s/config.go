@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"stoa.im/stoa/internal/config"
+	"stoa.im/stoa/internal/server"
 )
 
 // Config is the [c2s] table.
@@ -61,4 +62,18 @@ var Section = config.Section{
 	Name:     "c2s",
 	Help:     "Client-to-server connections (RFC 6120): listeners, TLS policy, limits and timeouts.",
 	Defaults: Defaults,
+}
+
+// XEPs lists the specifications the client connection layer implements,
+// for `stoa features` and docs/features.md.
+func XEPs() []server.XEP {
+	return []server.XEP{
+		{Name: "RFC 6120 XMPP Core (client streams, STARTTLS, SASL, binding, errors)", Version: "RFC 6120", Status: server.Complete},
+		{Name: "RFC 7622 addresses (PRECIS)", Version: "RFC 7622", Status: server.Complete},
+		{N: 368, Name: "SRV records for XMPP over TLS (direct TLS listener, ALPN xmpp-client)", Version: "1.1.0", Status: server.Complete},
+		{N: 440, Name: "SASL Channel-Binding Type Capability", Version: "0.4.2", Status: server.Complete},
+		{N: 474, Name: "SASL SCRAM Downgrade Protection", Version: "0.5.0", Status: server.Complete},
+		{N: 199, Name: "XMPP Ping (server pings idle clients)", Version: "2.0.1", Status: server.Complete},
+		{Name: "RFC 3921 session establishment (legacy, optional)", Version: "RFC 3921", Status: server.Complete},
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,7 @@ type conn struct {
 	streamID string
 	state    connState
 	user     string // localpart after auth
+	mech     string // SASL mechanism of the last attempt
 	sess     *server.Session
 	started  time.Time
 
@@ -381,6 +383,7 @@ func (c *conn) authenticate(ctx context.Context, auth *xml.Element) error {
 	ip := c.remote.Addr().String()
 	if w := c.svc.failIP.Wait(ip); w > 0 {
 		c.svc.srv.CountDenied("login_backoff")
+		c.svc.metrics.auth.WithLabelValues("throttled", auth.Attr("mechanism")).Inc()
 		return c.write(saslFailure("temporary-auth-failure",
 			fmt.Sprintf("Too many failed logins from your address; try again in %s.", w.Round(time.Second))))
 	}
@@ -403,6 +406,10 @@ func (c *conn) authenticate(ctx context.Context, auth *xml.Element) error {
 	})
 	info := c.tlsInfo()
 	offered := sasl.Mechanisms(info, c.plainAllowed())
+	c.mech = auth.Attr("mechanism")
+	if !slices.Contains(offered, c.mech) {
+		c.mech = "other" // keep the metric's label set bounded
+	}
 	conv, err := ss.Start(ctx, auth.Attr("mechanism"), info, offered)
 	if err != nil {
 		return c.saslFailed(err, "")
@@ -466,6 +473,7 @@ func (c *conn) saslFailed(err error, user string) error {
 			c.svc.failUser.Fail(key)
 		}
 		c.svc.srv.CountDenied("auth_failed")
+		c.svc.metrics.auth.WithLabelValues("failure", c.mech).Inc()
 		c.log.Info("authentication failed", "user", user, "host", c.host)
 		if delay > 0 {
 			if delay > 5*time.Second {
@@ -485,6 +493,7 @@ func (c *conn) authSucceeded(user string, additional []byte) error {
 	if err := c.write(succ); err != nil {
 		return err
 	}
+	c.svc.metrics.auth.WithLabelValues("success", c.mech).Inc()
 	c.svc.failIP.Succeed(c.remote.Addr().String())
 	c.svc.failUser.Succeed(user + "@" + c.host)
 	c.user = user
@@ -602,6 +611,9 @@ func (c *conn) ping() bool {
 		return false
 	}
 	n := c.pingSeq.Add(1)
+	// A whitespace keepalive first (RFC 6120 §4.6.1): it keeps NAT state
+	// alive for clients that do not answer pings.
+	_ = c.Send(&xml.Element{Text: " "})
 	iq := xml.New(xml.NSClient, "iq").SetAttr("type", "get").SetAttr("id", fmt.Sprintf("c2s-ping-%d", n)).
 		SetAttr("from", c.host).SetAttr("to", c.sess.JID().String())
 	iq.Append(xml.New(nsPing, "ping"))
