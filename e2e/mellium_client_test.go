@@ -33,11 +33,13 @@ type inStanza struct {
 		Stamp string `xml:"stamp,attr"`
 		From  string `xml:"from,attr"`
 	} `xml:"urn:xmpp:delay delay"`
-	Inner string `xml:",innerxml"`
+	// Raw is the stanza re-encoded from its tokens (",innerxml" needs a
+	// byte decoder, which a Serve handler does not have).
+	Raw string `xml:"-"`
 }
 
 func (s inStanza) String() string {
-	return fmt.Sprintf("<%s from=%q to=%q type=%q id=%q>%s</%s>", s.XMLName.Local, s.From, s.To, s.Type, s.ID, s.Inner, s.XMLName.Local)
+	return s.Raw
 }
 
 // bareOf returns the bare part of a JID string.
@@ -134,10 +136,14 @@ func (c *melliumClient) handle(t xmlstream.TokenReadEncoder, start *xml.StartEle
 	var st inStanza
 	// Go 1.26: DecodeElement on the handler's reader loses the element;
 	// decode a reader that starts with the start token instead.
-	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
+	var raw strings.Builder
+	tee := &teeTokens{r: xmlstream.MultiReader(xmlstream.Token(*start), t), enc: xml.NewEncoder(&raw)}
+	d := xml.NewTokenDecoder(tee)
 	if err := d.Decode(&st); err != nil {
 		return fmt.Errorf("decoding a stanza: %w", err)
 	}
+	_ = tee.enc.Flush()
+	st.Raw = raw.String()
 	if st.XMLName.Local == "iq" && (st.Type == "get" || st.Type == "set") {
 		iq := stanza.IQ{ID: st.ID, Type: stanza.ResultIQ}
 		if st.From != "" {
@@ -160,6 +166,20 @@ func (c *melliumClient) handle(t xmlstream.TokenReadEncoder, start *xml.StartEle
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// teeTokens re-encodes the tokens it reads.
+type teeTokens struct {
+	r   xml.TokenReader
+	enc *xml.Encoder
+}
+
+func (t *teeTokens) Token() (xml.Token, error) {
+	tok, err := t.r.Token()
+	if tok != nil {
+		_ = t.enc.EncodeToken(xml.CopyToken(tok))
+	}
+	return tok, err
 }
 
 // close ends the stream and waits (bounded) for Serve to return.
@@ -263,9 +283,9 @@ func isRosterPush(contact, subscription string) func(inStanza) bool {
 				JID          string `xml:"jid,attr"`
 				Subscription string `xml:"subscription,attr"`
 				Ask          string `xml:"ask,attr"`
-			} `xml:"jabber:iq:roster item"`
+			} `xml:"query>item"`
 		}
-		if err := xml.Unmarshal([]byte("<q>"+s.Inner+"</q>"), &q); err != nil {
+		if err := xml.Unmarshal([]byte(s.Raw), &q); err != nil {
 			return false
 		}
 		for _, it := range q.Items {

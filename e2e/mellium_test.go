@@ -55,8 +55,19 @@ func runSubscriptionAndChat(ctx context.Context, t *testing.T, alice, bob *melli
 	t.Helper()
 	a, b := alice.jid.Bare().String(), bob.jid.Bare().String()
 
-	alice.must(t, alice.sendPresence(ctx, "", stanza.AvailablePresence))
-	bob.must(t, bob.sendPresence(ctx, "", stanza.AvailablePresence))
+	// Like real clients: fetch the roster (which makes the session an
+	// "interested resource" that gets roster pushes, RFC 6121 §2.1.6),
+	// then send initial presence.
+	for _, c := range []*melliumClient{alice, bob} {
+		items, err := fetchRoster(ctx, c)
+		if err != nil {
+			t.Fatalf("%s: roster get: %v", c.name, err)
+		}
+		if len(items) != 0 {
+			t.Errorf("%s: a new account's roster is %v, want empty", c.name, items)
+		}
+		c.must(t, c.sendPresence(ctx, "", stanza.AvailablePresence))
+	}
 
 	// Alice adds Bob (RFC 6121 §2.4) and gets a roster push.
 	bobJID := jid.MustParse(b)

@@ -56,8 +56,10 @@ type conn struct {
 	log    *slog.Logger
 	remote netip.AddrPort
 
-	host     string
-	streamID string
+	host      string
+	streamID  string
+	info      server.ConnInfo // what features see of this connection
+	acceptErr error           // a ConnectionAccepted veto, sent after the stream opens
 	state    connState
 	user     string // localpart after auth
 	mech     string // SASL mechanism of the last attempt
@@ -109,6 +111,7 @@ func (svc *Service) newConn(raw net.Conn, direct bool) *conn {
 	}
 	return &conn{
 		svc: svc, raw: raw, cr: cr, nc: cr, direct: direct, remote: remote,
+		info:    server.ConnInfo{Remote: remote, Transport: "c2s"},
 		log:     svc.log.With("remote", remote.String()),
 		started: time.Now(),
 		done:    make(chan struct{}),
@@ -121,6 +124,7 @@ func (c *conn) RemoteAddr() netip.AddrPort { return c.remote }
 // serve runs the connection until it ends.
 func (c *conn) serve(ctx context.Context) {
 	defer c.finish(ctx)
+	c.acceptErr = server.Emit(ctx, c.svc.srv, server.ConnectionAccepted, &c.info)
 	_ = c.raw.SetDeadline(c.started.Add(time.Duration(c.svc.cfg.PreAuth.Timeout)))
 	if c.direct {
 		if err := c.startTLS(); err != nil {
@@ -220,6 +224,10 @@ func (c *conn) stream(ctx context.Context) error {
 	if c.host == "" {
 		return stanza.NewStreamError(stanza.HostUnknown, fmt.Sprintf("%q is not served here.", to))
 	}
+	if c.acceptErr != nil {
+		c.svc.srv.CountDenied(refusalReason(c.acceptErr, "connection_refused"))
+		return stanza.NewStreamError(stanza.StreamPolicyViolation, c.acceptErr.Error())
+	}
 	if err := c.write(c.features()); err != nil {
 		return err
 	}
@@ -257,6 +265,9 @@ func (c *conn) openStream(to string) {
 		}
 	}
 	c.streamID = server.NewSessionID()
+	c.info.ID = c.streamID
+	c.info.Host = c.host
+	c.info.TLS = c.tls != nil
 	from := c.host
 	if from == "" {
 		from = c.svc.srv.Hosts()[0]
@@ -308,9 +319,11 @@ func (c *conn) features() *xml.Element {
 			}
 			f.Append(el)
 		}
+		f.Append(c.svc.srv.PreAuthFeatures(&c.info)...)
 	case stateAuthed:
 		f.Append(xml.New(nsBind, "bind"))
 		f.Append(xml.New(nsSession, "session").Append(xml.New(nsSession, "optional")))
+		f.Append(c.svc.srv.StreamFeatures(&c.info)...)
 	}
 	return f
 }
@@ -337,6 +350,8 @@ func (c *conn) handle(ctx context.Context, el *xml.Element) error {
 				return c.write(saslFailure("encryption-required", "Use STARTTLS before authenticating."))
 			}
 			return c.authenticate(ctx, el)
+		case server.KindOf(el) == server.KindIQ && c.preAuthIQ(ctx, el):
+			return nil
 		case server.KindOf(el) != 0:
 			return stanza.NewStreamError(stanza.StreamNotAuthorized, "Authenticate before sending stanzas.")
 		default:
@@ -486,6 +501,19 @@ func (c *conn) saslFailed(err error, user string) error {
 }
 
 func (c *conn) authSucceeded(user string, additional []byte) error {
+	bare, err := jid.New(user, c.host, "")
+	if err != nil {
+		return c.write(saslFailure("not-authorized", ""))
+	}
+	c.info.User = bare
+	if err := server.Emit(context.Background(), c.svc.srv, server.Authenticated, &c.info); err != nil {
+		c.info.User = jid.JID{}
+		reason := refusalReason(err, "login_refused")
+		c.svc.srv.CountDenied(reason)
+		c.svc.metrics.auth.WithLabelValues("refused", c.mech).Inc()
+		c.log.Info("login refused", "user", bare.String(), "reason", reason, "text", err.Error())
+		return c.write(saslFailure("account-disabled", err.Error()))
+	}
 	succ := xml.New(nsSASL, "success")
 	if len(additional) > 0 {
 		succ.Text = base64.StdEncoding.EncodeToString(additional)
@@ -523,6 +551,10 @@ func (c *conn) bind(ctx context.Context, iq, b *xml.Element) error {
 	if err != nil {
 		return c.write(stanza.ErrorReply(iq, stanza.NewError(stanza.BadRequest, "The resource is not valid: "+err.Error())))
 	}
+	if err := server.Emit(ctx, c.svc.srv, server.SessionBinding, server.BindEvent{JID: full, Conn: &c.info}); err != nil {
+		c.svc.srv.CountDenied(refusalReason(err, "bind_refused"))
+		return c.write(stanza.ErrorReply(iq, stanza.NewError(stanza.ResourceConstraint, err.Error())))
+	}
 	// The account may have been deleted while we negotiated.
 	if _, err := c.svc.srv.Store().Accounts().Get(ctx, full.Bare().String()); err != nil {
 		return stanza.NewStreamError(stanza.StreamNotAuthorized, "This account no longer exists.")
@@ -552,6 +584,9 @@ func (c *conn) bind(ctx context.Context, iq, b *xml.Element) error {
 func (c *conn) stanza(ctx context.Context, el *xml.Element) error {
 	kind := server.KindOf(el)
 	if kind == 0 {
+		if h := c.svc.srv.StreamElement(el.Space, el.Local); h != nil {
+			return h(ctx, c.sess, el)
+		}
 		return stanza.NewStreamError(stanza.UnsupportedStanzaType, fmt.Sprintf("<%s xmlns='%s'/> is not supported here.", el.Local, el.Space))
 	}
 	if kind == server.KindIQ && el.Child(nsSession, "session") != nil && el.Attr("type") == "set" &&
@@ -619,4 +654,56 @@ func (c *conn) ping() bool {
 	iq.Append(xml.New(nsPing, "ping"))
 	_ = c.Send(iq)
 	return true
+}
+
+// preAuthIQ answers an IQ on an unauthenticated stream through the
+// handlers features registered (in-band registration); it reports false
+// when no handler takes the payload.
+func (c *conn) preAuthIQ(ctx context.Context, el *xml.Element) bool {
+	var payload *xml.Element
+	for _, ch := range el.Children {
+		if !ch.IsText() {
+			payload = ch
+			break
+		}
+	}
+	if payload == nil {
+		return false
+	}
+	h := c.svc.srv.PreAuthIQ(payload.Space)
+	if h == nil {
+		return false
+	}
+	typ := el.Attr("type")
+	if typ != "get" && typ != "set" {
+		return true // stray results and errors: ignored
+	}
+	res, err := h(ctx, &c.info, el)
+	var reply *xml.Element
+	if err != nil {
+		var se *stanza.Error
+		if !errors.As(err, &se) {
+			c.log.Error("pre-authentication IQ failed", "ns", payload.Space, "err", err)
+			se = stanza.NewError(stanza.InternalServerError, "The server failed to handle this request; the error was logged.")
+		}
+		reply = stanza.ErrorReply(el, se)
+	} else if res != nil {
+		reply = stanza.Result(el, res)
+	} else {
+		reply = stanza.Result(el)
+	}
+	reply.SetAttr("to", "")
+	if err := c.write(reply); err != nil {
+		c.log.Debug("write failed", "err", err)
+	}
+	return true
+}
+
+// refusalReason returns the reason of a *server.Refusal in err, or def.
+func refusalReason(err error, def string) string {
+	var r *server.Refusal
+	if errors.As(err, &r) && r.Reason != "" {
+		return r.Reason
+	}
+	return def
 }

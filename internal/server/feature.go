@@ -98,9 +98,9 @@ func (s *Setup) HandleIQ(target IQTarget, typ, ns, local string, h IQHandler) {
 func (s *Setup) Disco() *Disco { return s.srv.disco }
 
 // StreamFeature adds an element to the stream features offered after
-// authentication (f returns nil to offer nothing for this session).
-func (s *Setup) StreamFeature(f func(sess *Session) *xml.Element) {
-	s.srv.streamFeatures = append(s.srv.streamFeatures, f)
+// authentication (f returns nil to offer nothing on this connection).
+func (s *Setup) StreamFeature(f func(c *ConnInfo) *xml.Element) {
+	s.srv.streams.features = append(s.srv.streams.features, f)
 }
 
 // OnStart registers fn to run when the server starts; fn must return

@@ -58,7 +58,7 @@ type Server struct {
 	events         events
 	iq             iqRegistry
 	disco          *Disco
-	streamFeatures []func(*Session) *xml.Element
+	streams        streamRegistry
 	starters       []func(ctx context.Context) func()
 	sessions       *sessionTable
 	metrics        *metrics
@@ -192,11 +192,11 @@ func (srv *Server) Features() []Feature { return srv.features }
 func (srv *Server) Hooks() []HookInfo { return srv.hooks.info() }
 
 // StreamFeatures returns the post-authentication stream features the
-// registered features offer to sess.
-func (srv *Server) StreamFeatures(sess *Session) []*xml.Element {
+// registered features offer on connection c.
+func (srv *Server) StreamFeatures(c *ConnInfo) []*xml.Element {
 	var out []*xml.Element
-	for _, f := range srv.streamFeatures {
-		if el := f(sess); el != nil {
+	for _, f := range srv.streams.features {
+		if el := f(c); el != nil {
 			out = append(out, el)
 		}
 	}

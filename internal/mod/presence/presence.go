@@ -216,6 +216,7 @@ func (f *feature) available(ctx context.Context, st *server.Stanza, prio int) {
 			f.deliver(ctx, sess, p)
 		}
 	}
+	server.Notify(ctx, f.srv, server.SessionAvailable, sess)
 	// §3.1.3: subscription requests still waiting for an answer.
 	pending, err := f.st.Roster().PendingIn(ctx, user.String())
 	if err != nil {

@@ -98,8 +98,8 @@ func setup(s *server.Setup, c any) error {
 	f := &feature{srv: s.Server(), st: s.Store(), log: s.Logger(), cfg: cfg, seed: maphash.MakeSeed()}
 	s.HandleIQ(server.ToAccount, "get", nsRoster, "query", f.get)
 	s.HandleIQ(server.ToAccount, "set", nsRoster, "query", f.set)
-	s.StreamFeature(func(*server.Session) *xml.Element { return xml.New(nsRosterVer, "ver") })
-	s.StreamFeature(func(*server.Session) *xml.Element { return xml.New(nsPreApproval, "sub") })
+	s.StreamFeature(func(*server.ConnInfo) *xml.Element { return xml.New(nsRosterVer, "ver") })
+	s.StreamFeature(func(*server.ConnInfo) *xml.Element { return xml.New(nsPreApproval, "sub") })
 	s.Hook(server.Inbound, server.PrioFeature, f.outbound)
 	s.Hook(server.DeliverLocal, server.PrioFeature, f.inbound)
 	return nil

@@ -187,7 +187,11 @@ func BenchmarkEncode(b *testing.B) {
 }
 
 // BenchmarkDecodeHostile measures throughput on stanzas built to be
-// expensive within the default limits; one op is one stanza.
+// expensive within the default limits; one op is one stanza. attrs: 200
+// elements with 64 attributes each; nsdecls: 30 levels declaring 4 prefixes
+// each, then 100 elements with 60 prefixed attributes; entities: 30000
+// references; elements: 50000 empty elements (the worst tree expansion);
+// deep: 32 levels.
 func BenchmarkDecodeHostile(b *testing.B) {
 	attrs := func(prefix string, n int) string {
 		var s strings.Builder
@@ -206,9 +210,9 @@ func BenchmarkDecodeHostile(b *testing.B) {
 			strings.Repeat("<x"+attrs("q:", 60)+"/>", 100) + strings.Repeat("</a>", 30) + "</m>",
 		"entities": "<message><body>" + strings.Repeat("&amp;&#x1F600;&lt;", 10000) + "</body></message>",
 		"elements": "<message>" + strings.Repeat("<a/>", 50000) + "</message>",
-		"nesting":  strings.Repeat("<message><a><b><c><d><e><f><g><h><i><j><k>x</k></j></i></h></g></f></e></d></c></b></a></message>", 1000),
+		"deep":     strings.Repeat("<message>"+strings.Repeat("<a>", 31)+"x"+strings.Repeat("</a>", 31)+"</message>", 100),
 	}
-	for _, name := range []string{"attrs", "nsdecls", "entities", "elements", "nesting"} {
+	for _, name := range []string{"attrs", "nsdecls", "entities", "elements", "deep"} {
 		stanza := cases[name]
 		b.Run(name, func(b *testing.B) {
 			d := NewDecoder(&cycleReader{head: []byte(testHeader), body: []byte(stanza)}, DefaultLimits())

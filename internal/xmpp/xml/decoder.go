@@ -18,7 +18,7 @@ const nsXMLNS = "http://www.w3.org/2000/xmlns/"
 type Limits struct {
 	// MaxStanza is the maximum size in bytes of one top-level element,
 	// tags included (clients: 256 KiB; before authentication 10 KB). It is
-	// also the bound on the stream header.
+	// also the bound on the stream header. It is capped at 1 GiB.
 	MaxStanza int
 	// MaxDepth is the maximum element nesting in a stanza; the stanza
 	// element itself is depth 1.
@@ -40,6 +40,9 @@ func (l Limits) withDefaults() Limits {
 	def := DefaultLimits()
 	if l.MaxStanza <= 0 {
 		l.MaxStanza = def.MaxStanza
+	}
+	if l.MaxStanza > maxMaxStanza {
+		l.MaxStanza = maxMaxStanza
 	}
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = def.MaxDepth
@@ -74,6 +77,8 @@ func (h *Header) Attr(local string) string {
 }
 
 const (
+	// maxMaxStanza caps MaxStanza so that offsets fit in an int32.
+	maxMaxStanza   = 1 << 30
 	initialBufSize = 4096
 	// smallReadSize is the inline buffer a Decoder reads into when it has no
 	// read buffer (new or after Idle), so that a connection blocked in Read
@@ -136,7 +141,7 @@ type Decoder struct {
 	base       []nsBind // namespace bindings declared on the stream header
 
 	seed  maphash.Seed // see hashSeed
-	sc    scratch
+	sc    *scratch     // nil when idle
 	small [smallReadSize]byte
 }
 
@@ -168,8 +173,8 @@ func NewDecoder(r io.Reader, lim Limits) *Decoder {
 	return &Decoder{r: r, lim: lim.withDefaults()}
 }
 
-// SetLimits changes the limits, e.g. after authentication. It applies from
-// the next unit the decoder frames.
+// SetLimits changes the limits, e.g. after authentication. They apply at
+// once, also to a stanza partly read.
 func (d *Decoder) SetLimits(lim Limits) { d.lim = lim.withDefaults() }
 
 // SetBufferPool makes the decoder take its 4 KiB read buffer from p and
@@ -187,7 +192,7 @@ func (d *Decoder) Reset(r io.Reader) {
 	d.quote, d.depth, d.nElems, d.nAttrs, d.mark = 0, 0, 0, 0, 0
 	d.rerr, d.err = nil, nil
 	d.hdr, d.closed, d.streamName, d.base = nil, false, "", nil
-	d.sc.drop()
+	d.sc = nil
 }
 
 // Buffered returns the number of bytes read from the reader but not yet
@@ -208,7 +213,7 @@ func (d *Decoder) Idle() {
 	}
 	d.buf = nil
 	d.start, d.end, d.scan = 0, 0, 0
-	d.sc.drop()
+	d.sc = nil
 }
 
 // Header reads the optional XML declaration and the stream header. Only
@@ -448,7 +453,13 @@ func (d *Decoder) frameHeader() (bool, error) {
 			case '?':
 				return false, newError(condRestrictedXML, "processing instructions are not allowed")
 			case '!':
-				return false, newError(condRestrictedXML, "comments and DTDs are not allowed")
+				if d.scan+1 == d.end {
+					return false, nil
+				}
+				if d.buf[d.scan+1] == '-' {
+					return false, newError(condRestrictedXML, "comments are not allowed")
+				}
+				return false, newError(condRestrictedXML, "DTDs and markup declarations are not allowed")
 			case '/':
 				return false, newError(condNotWellFormed, "expected the <stream:stream> header, got an end tag")
 			}
@@ -535,10 +546,13 @@ func (d *Decoder) frame() (int, error) {
 				if d.scan+1 == d.end {
 					return unitNone, nil
 				}
-				if d.buf[d.scan+1] == '[' {
+				switch d.buf[d.scan+1] {
+				case '[':
 					return unitNone, newError(condInvalidXML, "text outside of stanzas")
+				case '-':
+					return unitNone, newError(condRestrictedXML, "comments are not allowed")
 				}
-				return unitNone, newError(condRestrictedXML, "comments and DTDs are not allowed")
+				return unitNone, newError(condRestrictedXML, "DTDs and markup declarations are not allowed")
 			default:
 				if c := d.buf[d.scan]; c < utf8.RuneSelf && nameTab[c]&1 == 0 && c != ':' {
 					return unitNone, errorf(condNotWellFormed, "malformed tag %s", quoteSnippet(string(d.buf[d.start:d.scan+1])))
@@ -832,10 +846,23 @@ func parseDecl(s string) error {
 
 type nsBind struct{ prefix, uri string }
 
+// rawAttr is an attribute of the tag being parsed. It holds offsets into
+// the stanza string, not strings, so that filling the scratch costs no GC
+// write barriers.
 type rawAttr struct {
-	name  string // qualified name
-	colon int    // index of ':' in name, or -1
-	value string // decoded value
+	off, n   int32 // qualified name: s[off:off+n]
+	colon    int32 // index of ':' in the name, or -1
+	voff, vn int32 // raw value: s[voff:voff+vn]
+	dec      int32 // index in scratch.vals of the decoded value, -1 if raw is the value
+}
+
+func (p *stanzaParser) aname(a *rawAttr) string { return p.s[a.off : a.off+a.n] }
+
+func (p *stanzaParser) avalue(a *rawAttr) string {
+	if a.dec >= 0 {
+		return p.sc.vals[a.dec]
+	}
+	return p.s[a.voff : a.voff+a.vn]
 }
 
 type openElem struct {
@@ -851,23 +878,24 @@ type scratch struct {
 	stack []openElem
 	kids  []*Element
 	attrs []rawAttr
-	tab   []int32 // duplicate-attribute hash table
-
-	attrsHW int    // most attrs entries used since the last reset
-	tbuf    []byte // decoded text of the current segment
-	vbuf    []byte // decoded attribute value
+	vals  []string // decoded attribute values of the current tag
+	tab   []int32  // duplicate-attribute hash table
+	tbuf  []byte   // decoded text of the current segment
+	vbuf  []byte   // decoded attribute value
 }
 
 // reset clears references into the last stanza (so it can be collected)
 // and drops slices grown large by an unusual stanza.
 func (sc *scratch) reset() {
 	// Popped entries were cleared when popped; what is left is from an
-	// error mid-stanza. Attribute entries beyond len may be stale.
+	// error mid-stanza. (attrs and tab hold no pointers.)
 	sc.ns = clearScratch(sc.ns, len(sc.ns))
 	sc.stack = clearScratch(sc.stack, len(sc.stack))
 	sc.kids = clearScratch(sc.kids, len(sc.kids))
-	sc.attrs = clearScratch(sc.attrs, sc.attrsHW)
-	sc.attrsHW = 0
+	sc.vals = clearScratch(sc.vals, len(sc.vals))
+	if cap(sc.attrs) > maxScratch {
+		sc.attrs = nil
+	}
 	if cap(sc.tab) > 4*maxScratch {
 		sc.tab = nil
 	}
@@ -879,11 +907,19 @@ func (sc *scratch) reset() {
 	}
 }
 
-func (sc *scratch) drop() { *sc = scratch{} }
+func clearScratch[T any](s []T, used int) []T {
+	if cap(s) > maxScratch {
+		return nil
+	}
+	clear(s[:used])
+	return s[:0]
+}
 
-// scratchBlock backs a fresh scratch with one allocation (after NewDecoder
-// or Idle); a slice that outgrows its array moves out on its own.
+// scratchBlock holds a fresh scratch and its first backing arrays in one
+// allocation (after NewDecoder or Idle); a slice that outgrows its array
+// moves out on its own.
 type scratchBlock struct {
+	sc    scratch
 	ns    [8]nsBind
 	stack [8]openElem
 	kids  [8]*Element
@@ -891,34 +927,15 @@ type scratchBlock struct {
 	tbuf  [128]byte
 }
 
-func (sc *scratch) ensure() {
-	if cap(sc.ns) > 0 && cap(sc.stack) > 0 && cap(sc.kids) > 0 && cap(sc.attrs) > 0 && cap(sc.tbuf) > 0 {
-		return
+// scratch returns the decoder's scratch, allocating it if needed.
+func (d *Decoder) scratch() *scratch {
+	if d.sc == nil {
+		b := new(scratchBlock)
+		b.sc.ns, b.sc.stack, b.sc.kids = b.ns[:0], b.stack[:0], b.kids[:0]
+		b.sc.attrs, b.sc.tbuf = b.attrs[:0], b.tbuf[:0]
+		d.sc = &b.sc
 	}
-	blk := new(scratchBlock)
-	if cap(sc.ns) == 0 {
-		sc.ns = blk.ns[:0]
-	}
-	if cap(sc.stack) == 0 {
-		sc.stack = blk.stack[:0]
-	}
-	if cap(sc.kids) == 0 {
-		sc.kids = blk.kids[:0]
-	}
-	if cap(sc.attrs) == 0 {
-		sc.attrs = blk.attrs[:0]
-	}
-	if cap(sc.tbuf) == 0 {
-		sc.tbuf = blk.tbuf[:0]
-	}
-}
-
-func clearScratch[T any](s []T, used int) []T {
-	if cap(s) > maxScratch {
-		return nil
-	}
-	clear(s[:used])
-	return s[:0]
+	return d.sc
 }
 
 // stanzaParser parses the bytes of one framed unit.
@@ -947,8 +964,7 @@ func (d *Decoder) decodeStanza() (*Element, error) {
 	if err := validChars(raw); err != nil {
 		return nil, err
 	}
-	p := stanzaParser{d: d, sc: &d.sc, s: string(raw)}
-	p.sc.ensure()
+	p := stanzaParser{d: d, sc: d.scratch(), s: string(raw)}
 	p.els = make([]Element, d.nElems)
 	if d.nAttrs > 0 {
 		p.attrs = make([]Attr, 0, d.nAttrs)
@@ -966,8 +982,7 @@ func (d *Decoder) parseHeader(tag []byte) error {
 	if err := validChars(tag); err != nil {
 		return err
 	}
-	p := stanzaParser{d: d, sc: &d.sc, s: string(tag)}
-	p.sc.ensure()
+	p := stanzaParser{d: d, sc: d.scratch(), s: string(tag)}
 	p.els = make([]Element, 1)
 	d.base = nil
 	el, name, self, err := p.startTag()
@@ -1055,7 +1070,15 @@ func (p *stanzaParser) parse() (*Element, error) {
 			if len(p.sc.stack) >= p.d.lim.MaxDepth {
 				return nil, errorf(condPolicyViolation, "elements nested deeper than %d", p.d.lim.MaxDepth)
 			}
-			p.sc.stack = append(p.sc.stack, openElem{el: el, name: name, nsMark: p.nsMark, kidMark: len(p.sc.kids)})
+			st := p.sc.stack
+			if n := len(st); n < cap(st) {
+				st = st[:n+1]
+			} else {
+				st = append(st, openElem{})
+			}
+			top := &st[len(st)-1]
+			top.el, top.name, top.nsMark, top.kidMark = el, name, p.nsMark, len(p.sc.kids)
+			p.sc.stack = st
 		}
 	}
 	return nil, newError(condNotWellFormed, "unexpected end of stanza")
@@ -1074,6 +1097,8 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 	}
 	sc := p.sc
 	sc.attrs = sc.attrs[:0]
+	clear(sc.vals)
+	sc.vals = sc.vals[:0]
 	self := false
 	for {
 		sp := pos
@@ -1129,17 +1154,20 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 		if len(sc.attrs) >= lim.MaxAttrs {
 			return nil, "", false, errorf(condPolicyViolation, "element <%s> has more than %d attributes", name, lim.MaxAttrs)
 		}
-		v, err := p.attrValue(s[pos : pos+j])
-		if err != nil {
-			return nil, "", false, err
+		a := rawAttr{off: int32(np - len(an)), n: int32(len(an)), colon: int32(acolon), voff: int32(pos), vn: int32(j), dec: -1}
+		if raw := s[pos : pos+j]; needsDecode(raw) {
+			v, err := decodeInto(sc.vbuf[:0], raw, true)
+			sc.vbuf = v
+			if err != nil {
+				return nil, "", false, err
+			}
+			a.dec = int32(len(sc.vals))
+			sc.vals = append(sc.vals, string(v))
 		}
 		pos += j + 1
-		sc.attrs = append(sc.attrs, rawAttr{name: an, colon: acolon, value: v})
+		sc.attrs = append(sc.attrs, a)
 	}
 	p.pos = pos
-	if len(sc.attrs) > sc.attrsHW {
-		sc.attrsHW = len(sc.attrs)
-	}
 
 	if err := p.checkRawDuplicates(name); err != nil {
 		return nil, "", false, err
@@ -1151,29 +1179,31 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 	for i := range sc.attrs {
 		a := &sc.attrs[i]
 		switch {
-		case a.colon < 0 && a.name == "xmlns":
+		case a.colon < 0 && p.aname(a) == "xmlns":
 			nDecl++
-			if a.value == NSXML || a.value == nsXMLNS {
-				return nil, "", false, errorf(condNotWellFormed, "%s cannot be the default namespace", a.value)
+			v := p.avalue(a)
+			if v == NSXML || v == nsXMLNS {
+				return nil, "", false, errorf(condNotWellFormed, "%s cannot be the default namespace", v)
 			}
-			sc.ns = append(sc.ns, nsBind{"", a.value})
-		case a.colon == 5 && a.name[:5] == "xmlns":
+			sc.pushNS("", v)
+		case a.colon == 5 && p.aname(a)[:5] == "xmlns":
 			nDecl++
-			prefix := a.name[6:]
+			prefix := p.aname(a)[6:]
+			v := p.avalue(a)
 			switch {
 			case prefix == "xmlns":
 				return nil, "", false, newError(condBadNamespacePrefix, "the xmlns prefix cannot be declared")
 			case prefix == "xml":
-				if a.value != NSXML {
+				if v != NSXML {
 					return nil, "", false, newError(condBadNamespacePrefix, "the xml prefix cannot be rebound")
 				}
 				continue
-			case a.value == "":
+			case v == "":
 				return nil, "", false, errorf(condNotWellFormed, "prefix %s is declared with an empty namespace", prefix)
-			case a.value == NSXML || a.value == nsXMLNS:
-				return nil, "", false, errorf(condBadNamespacePrefix, "%s cannot be bound to prefix %s", a.value, prefix)
+			case v == NSXML || v == nsXMLNS:
+				return nil, "", false, errorf(condBadNamespacePrefix, "%s cannot be bound to prefix %s", v, prefix)
 			}
-			sc.ns = append(sc.ns, nsBind{prefix, a.value})
+			sc.pushNS(prefix, v)
 		}
 	}
 
@@ -1206,13 +1236,14 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 		nPrefixed := 0
 		for i := range sc.attrs {
 			a := &sc.attrs[i]
+			an := p.aname(a)
 			if a.colon < 0 {
-				if a.name != "xmlns" {
-					p.attrs = append(p.attrs, Attr{Local: a.name, Value: a.value})
+				if an != "xmlns" {
+					p.addAttr("", an, p.avalue(a))
 				}
 				continue
 			}
-			prefix := a.name[:a.colon]
+			prefix := an[:a.colon]
 			var uri string
 			switch prefix {
 			case "xmlns":
@@ -1223,10 +1254,10 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 				var ok bool
 				uri, ok = p.lookupPrefix(prefix)
 				if !ok {
-					return nil, "", false, errorf(condBadNamespacePrefix, "undeclared namespace prefix %s in attribute %s of <%s>", prefix, a.name, name)
+					return nil, "", false, errorf(condBadNamespacePrefix, "undeclared namespace prefix %s in attribute %s of <%s>", prefix, an, name)
 				}
 			}
-			p.attrs = append(p.attrs, Attr{Space: uri, Local: a.name[a.colon+1:], Value: a.value})
+			p.addAttr(uri, an[a.colon+1:], p.avalue(a))
 			nPrefixed++
 		}
 		el.Attrs = p.attrs[a0:len(p.attrs):len(p.attrs)]
@@ -1248,9 +1279,10 @@ func (p *stanzaParser) checkRawDuplicates(elem string) error {
 	}
 	if n <= 8 {
 		for i := 1; i < n; i++ {
+			ni := p.aname(&attrs[i])
 			for j := 0; j < i; j++ {
-				if attrs[i].name == attrs[j].name {
-					return errorf(condNotWellFormed, "duplicate attribute %s in <%s>", attrs[i].name, elem)
+				if p.aname(&attrs[j]) == ni {
+					return errorf(condNotWellFormed, "duplicate attribute %s in <%s>", ni, elem)
 				}
 			}
 		}
@@ -1260,14 +1292,15 @@ func (p *stanzaParser) checkRawDuplicates(elem string) error {
 	mask := len(t) - 1
 	seed := p.d.hashSeed()
 	for i := range attrs {
-		for k := int(maphash.String(seed, attrs[i].name)) & mask; ; k = (k + 1) & mask {
+		ni := p.aname(&attrs[i])
+		for k := int(maphash.String(seed, ni)) & mask; ; k = (k + 1) & mask {
 			j := t[k]
 			if j < 0 {
 				t[k] = int32(i)
 				break
 			}
-			if attrs[j].name == attrs[i].name {
-				return errorf(condNotWellFormed, "duplicate attribute %s in <%s>", attrs[i].name, elem)
+			if p.aname(&attrs[j]) == ni {
+				return errorf(condNotWellFormed, "duplicate attribute %s in <%s>", ni, elem)
 			}
 		}
 	}
@@ -1522,18 +1555,56 @@ func isAllSpace[T string | []byte](s T) bool {
 // attrSpecial marks bytes that make an attribute value need decoding.
 var attrSpecial = [256]bool{'&': true, '<': true, '\t': true, '\n': true, '\r': true}
 
-func (p *stanzaParser) attrValue(raw string) (string, error) {
-	for i := 0; i < len(raw); i++ {
-		if attrSpecial[raw[i]] {
-			var err error
-			p.sc.vbuf, err = decodeInto(p.sc.vbuf[:0], raw, true)
-			if err != nil {
-				return "", err
-			}
-			return string(p.sc.vbuf), nil
+// needsDecode reports whether an attribute value holds '&', '<' or
+// whitespace other than spaces. The stanza passed validChars, so the only
+// bytes below 0x20 are tab, LF and CR.
+func needsDecode(raw string) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(raw); i += 8 {
+		x := uint64(raw[i]) | uint64(raw[i+1])<<8 | uint64(raw[i+2])<<16 | uint64(raw[i+3])<<24 |
+			uint64(raw[i+4])<<32 | uint64(raw[i+5])<<40 | uint64(raw[i+6])<<48 | uint64(raw[i+7])<<56
+		amp := x ^ (ones * '&')
+		lt := x ^ (ones * '<')
+		// A byte is flagged when it is zero in amp or lt, or below 0x20
+		// in x (false positives only from borrows, after a true one).
+		if ((amp-ones)&^amp|(lt-ones)&^lt|(x-ones*0x20)&^x)&highs != 0 {
+			return true
 		}
 	}
-	return raw, nil
+	for ; i < len(raw); i++ {
+		if attrSpecial[raw[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// addAttr appends an attribute to the slab field by field (a struct copy
+// would cost a bulk write barrier while the GC runs).
+func (p *stanzaParser) addAttr(space, local, value string) {
+	n := len(p.attrs)
+	if n < cap(p.attrs) {
+		p.attrs = p.attrs[:n+1]
+	} else {
+		p.attrs = append(p.attrs, Attr{})
+	}
+	a := &p.attrs[n]
+	a.Space, a.Local, a.Value = space, local, value
+}
+
+func (sc *scratch) pushNS(prefix, uri string) {
+	n := len(sc.ns)
+	if n < cap(sc.ns) {
+		sc.ns = sc.ns[:n+1]
+	} else {
+		sc.ns = append(sc.ns, nsBind{})
+	}
+	b := &sc.ns[n]
+	b.prefix, b.uri = prefix, uri
 }
 
 // decodeInto appends raw with entities and character references decoded
@@ -1641,8 +1712,9 @@ func entity(s string) (rune, int, error) {
 }
 
 // Name characters (XML 1.0 fifth edition), ASCII part: bit 1 = may start
-// an NCName, bit 2 = may continue one.
-var nameTab = func() (t [128]uint8) {
+// an NCName, bit 2 = may continue one. Non-ASCII bytes are 0 (handled by
+// isNameStartRune and isNameRune).
+var nameTab = func() (t [256]uint8) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = 3
 		t[c-'a'+'A'] = 3
@@ -1679,32 +1751,36 @@ func (p *stanzaParser) qname(pos int) (string, int, int, error) {
 	start := pos
 	colon := -1
 	partStart := true
+loop:
 	for pos < len(s) {
 		c := s[pos]
-		if c < utf8.RuneSelf {
-			if c == ':' {
-				if colon >= 0 || partStart {
-					return "", 0, 0, errorf(condNotWellFormed, "malformed name %s", quoteSnippet(s[start:pos+1]))
-				}
-				colon = pos - start
-				partStart = true
+		if t := nameTab[c]; t != 0 && (!partStart || t&1 != 0) {
+			// The common case: a run of ASCII name characters.
+			pos++
+			for pos < len(s) && nameTab[s[pos]] != 0 {
 				pos++
-				continue
-			}
-			t := nameTab[c]
-			if partStart && t&1 == 0 || t == 0 {
-				break
 			}
 			partStart = false
-			pos++
 			continue
 		}
-		r, n := utf8.DecodeRuneInString(s[pos:])
-		if partStart && !isNameStartRune(r) || !isNameRune(r) {
-			break
+		switch {
+		case c == ':':
+			if colon >= 0 || partStart {
+				return "", 0, 0, errorf(condNotWellFormed, "malformed name %s", quoteSnippet(s[start:pos+1]))
+			}
+			colon = pos - start
+			partStart = true
+			pos++
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[pos:])
+			if partStart && !isNameStartRune(r) || !isNameRune(r) {
+				break loop
+			}
+			partStart = false
+			pos += n
+		default:
+			break loop
 		}
-		partStart = false
-		pos += n
 	}
 	if pos == start || partStart {
 		if pos < len(s) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -586,13 +587,15 @@ func TestReset(t *testing.T) {
 	}
 }
 
-// footprint estimates the memory a decoder holds.
+// footprint estimates the memory a decoder holds besides its header.
 func (d *Decoder) footprint() int {
 	n := int(unsafe.Sizeof(*d)) + cap(d.buf) + cap(d.base)*int(unsafe.Sizeof(nsBind{}))
-	sc := &d.sc
-	n += cap(sc.ns)*int(unsafe.Sizeof(nsBind{})) + cap(sc.stack)*int(unsafe.Sizeof(openElem{})) +
-		cap(sc.kids)*8 + cap(sc.attrs)*int(unsafe.Sizeof(rawAttr{})) + cap(sc.tab)*4 +
-		cap(sc.tbuf) + cap(sc.vbuf)
+	if sc := d.sc; sc != nil {
+		n += int(unsafe.Sizeof(scratchBlock{}))
+		n += cap(sc.ns)*int(unsafe.Sizeof(nsBind{})) + cap(sc.stack)*int(unsafe.Sizeof(openElem{})) +
+			cap(sc.kids)*8 + cap(sc.attrs)*int(unsafe.Sizeof(rawAttr{})) + cap(sc.tab)*4 + cap(sc.vals)*16 +
+			cap(sc.tbuf) + cap(sc.vbuf)
+	}
 	return n
 }
 
@@ -639,6 +642,47 @@ func TestIdle(t *testing.T) {
 	if _, err = d.Next(); err != io.EOF {
 		t.Fatalf("got %v, want EOF", err)
 	}
+}
+
+// onceReader returns its data and then drops it, like a socket.
+type onceReader struct{ data []byte }
+
+func (r *onceReader) Read(p []byte) (int, error) {
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	if len(r.data) == 0 {
+		r.data = nil
+	}
+	return n, nil
+}
+
+func TestIdleMemory(t *testing.T) {
+	// Not parallel: it measures the heap.
+	const n = 2000
+	hdr := "<?xml version='1.0'?><stream:stream to='example.com' xmlns='jabber:client' " +
+		"xmlns:stream='http://etherx.jabber.org/streams' xml:lang='en' version='1.0'>"
+	ds := make([]*Decoder, n)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	for i := range ds {
+		d := NewDecoder(&onceReader{data: []byte(hdr + chatStanza(i))}, Limits{})
+		if _, err := d.Next(); err != nil {
+			t.Fatal(err)
+		}
+		d.Idle()
+		ds[i] = d
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	// Everything reachable from an idle decoder: the struct, its reader
+	// (24 bytes here) and what it keeps of the header.
+	per := (int64(m1.HeapAlloc) - int64(m0.HeapAlloc)) / n
+	t.Logf("%d bytes per idle decoder", per)
+	if per >= 1024 {
+		t.Errorf("an idle decoder holds %d bytes, want < 1024", per)
+	}
+	runtime.KeepAlive(ds)
 }
 
 func TestStanzaStringsIndependentOfBuffer(t *testing.T) {
@@ -696,6 +740,9 @@ func TestSetLimits(t *testing.T) {
 	if got := DefaultLimits(); got != (Limits{256 << 10, 32, 64, 256}) {
 		t.Errorf("DefaultLimits = %+v", got)
 	}
+	if got := (Limits{MaxStanza: 1 << 40}).withDefaults(); got.MaxStanza != 1<<30 {
+		t.Errorf("MaxStanza not capped: %d", got.MaxStanza)
+	}
 	if got := (Limits{MaxDepth: 5}).withDefaults(); got != (Limits{256 << 10, 5, 64, 256}) {
 		t.Errorf("withDefaults = %+v", got)
 	}
@@ -722,5 +769,55 @@ func TestAllocsPerStanza(t *testing.T) {
 	})
 	if allocs > 6 {
 		t.Errorf("%v allocations per chat stanza, want <= 6", allocs)
+	}
+}
+
+func TestNeedsDecode(t *testing.T) {
+	t.Parallel()
+	naive := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if attrSpecial[s[i]] {
+				return true
+			}
+		}
+		return false
+	}
+	for n := 1; n <= 17; n++ {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				// Bytes below 0x20 other than tab, LF and CR never get
+				// here (validChars rejects them): flagging them is fine.
+				allowed := c >= 0x20 || c == '\t' || c == '\n' || c == '\r'
+				if got, want := needsDecode(string(b)), naive(string(b)); got != want && (want || allowed) {
+					t.Fatalf("needsDecode(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+	// Mixed bytes, including high bytes next to specials (borrows).
+	seed := uint32(1)
+	for range 100000 {
+		b := make([]byte, 1+seed%20)
+		for i := range b {
+			seed = seed*1664525 + 1013904223
+			switch seed >> 29 {
+			case 0:
+				b[i] = "&<\t\n\r"[seed%5]
+			case 1:
+				b[i] = byte(seed >> 8)
+			default:
+				b[i] = byte(0x20 + (seed>>8)%0x60)
+			}
+		}
+		for i, c := range b {
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+				b[i] = 'x'
+			}
+		}
+		if got, want := needsDecode(string(b)), naive(string(b)); got != want {
+			t.Fatalf("needsDecode(%q) = %v, want %v", b, got, want)
+		}
 	}
 }
