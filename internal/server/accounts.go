@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/xmpp/jid"
@@ -133,4 +134,49 @@ func (srv *Server) Users(ctx context.Context, domain string) ([]string, error) {
 		return nil, fmt.Errorf("%s is not a domain served here", domain)
 	}
 	return srv.store.Accounts().List(ctx, domain)
+}
+
+// Registration is a sign-up request, whatever the door (in-band, web,
+// invitation, admin). Policies inspect and veto it through the
+// UserRegistering event.
+type Registration struct {
+	JID      jid.JID
+	Password string
+	IP       netip.Addr // the client's address (after trusted-proxy resolution on the web)
+	Method   string     // "inband", "web", "cli", "admin"
+	Invite   string     // invitation token used, if any
+	// Values carries method-specific facts for policies (e.g. "captcha":
+	// "solved"); nil when none.
+	Values map[string]string
+}
+
+// Registration events.
+var (
+	// UserRegistering fires before an account is created through
+	// Register; any handler may veto with an error (a *Refusal gives the
+	// reason label and the text the person sees). Handlers run in
+	// priority order; a veto stops the chain.
+	UserRegistering = Event[*Registration]{"user-registering"}
+	// UserRegistered fires after Register created the account.
+	UserRegistered = Event[*Registration]{"user-registered"}
+)
+
+// Register creates an account after every UserRegistering policy agreed.
+// Refusals are counted under their reason and returned with their text.
+func (srv *Server) Register(ctx context.Context, r *Registration) error {
+	if err := Emit(ctx, srv, UserRegistering, r); err != nil {
+		reason := "registration_refused"
+		var ref *Refusal
+		if errors.As(err, &ref) && ref.Reason != "" {
+			reason = ref.Reason
+		}
+		srv.CountDenied(reason)
+		srv.log.Info("registration refused", "jid", r.JID.String(), "ip", r.IP.String(), "method", r.Method, "policy", reason, "text", err.Error())
+		return err
+	}
+	if err := srv.CreateUser(ctx, r.JID, r.Password, r.Method); err != nil {
+		return err
+	}
+	Notify(ctx, srv, UserRegistered, r)
+	return nil
 }
