@@ -16,6 +16,7 @@ The certificate is checked against SSL_CERT_FILE.
 import asyncio
 import json
 import logging
+import os
 import sys
 
 import slixmpp
@@ -134,6 +135,6 @@ async def main(cfg):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    logging.basicConfig(level=logging.DEBUG if os.environ.get("STOA_E2E_TRACE") == "1" else logging.ERROR, stream=sys.stderr)
     ok = asyncio.run(main(json.loads(sys.argv[1])))
     sys.exit(0 if ok else 1)

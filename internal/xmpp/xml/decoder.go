@@ -237,7 +237,7 @@ func (d *Decoder) Header() (*Header, error) {
 			return d.hdr, nil
 		}
 		if err := d.fill(); err != nil {
-			d.err = err
+			d.stickyIfDecodeError(err)
 			return nil, err
 		}
 	}
@@ -247,7 +247,9 @@ func (d *Decoder) Header() (*Header, error) {
 // resolved (stanzas inherit the header's default namespace and prefixes).
 // Whitespace between stanzas is skipped. It returns ErrStreamClosed after
 // </stream:stream>, the reader's error (io.EOF, ...) when the connection
-// closes, and *Error on bad input. Errors are sticky.
+// closes, and *Error on bad input. *Error and ErrStreamClosed are sticky;
+// reader errors are not: after a read deadline expires (a timeout error),
+// Next may be called again and resumes where it was, even mid-stanza.
 func (d *Decoder) Next() (*Element, error) {
 	if d.err != nil {
 		return nil, d.err
@@ -283,16 +285,28 @@ func (d *Decoder) Next() (*Element, error) {
 			}
 		}
 		if err := d.fill(); err != nil {
-			d.err = err
+			d.stickyIfDecodeError(err)
 			return nil, err
 		}
 	}
 }
 
-// fill reads more bytes into the buffer.
+// stickyIfDecodeError keeps err for later calls if it is a decoding error.
+// Reader errors are not kept: the framing state survives a failed Read, so
+// after a read deadline expires the caller may call Next again.
+func (d *Decoder) stickyIfDecodeError(err error) {
+	if _, ok := err.(*Error); ok {
+		d.err = err
+	}
+}
+
+// fill reads more bytes into the buffer. It returns the reader's error
+// (once) when no bytes came.
 func (d *Decoder) fill() error {
 	if d.rerr != nil {
-		return d.rerr
+		err := d.rerr
+		d.rerr = nil
+		return err
 	}
 	if d.buf == nil {
 		// New or idle: block in Read on the small inline array, then take

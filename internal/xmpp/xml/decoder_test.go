@@ -489,6 +489,67 @@ func TestReaderError(t *testing.T) {
 	}
 }
 
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// scriptReader returns its steps in turn: data, or an error if the step is
+// "" and err is set.
+type scriptReader struct {
+	steps []string
+	err   error
+}
+
+func (r *scriptReader) Read(p []byte) (int, error) {
+	if len(r.steps) == 0 {
+		return 0, io.EOF
+	}
+	st := r.steps[0]
+	if st == "" {
+		r.steps = r.steps[1:]
+		return 0, r.err
+	}
+	n := copy(p, st)
+	if n == len(st) {
+		r.steps = r.steps[1:]
+	} else {
+		r.steps[0] = st[n:]
+	}
+	return n, nil
+}
+
+func TestReadTimeoutIsNotSticky(t *testing.T) {
+	t.Parallel()
+	// A session with a read deadline gets a timeout, pings, and calls Next
+	// again: between stanzas, inside one, and before the header.
+	r := &scriptReader{err: timeoutError{}, steps: []string{
+		"", testHeader[:20], "", testHeader[20:], "<message><bo", "", "dy>hi</body></message>", "", "<presence/>",
+	}}
+	d := NewDecoder(r, Limits{})
+	var got []string
+	timeouts := 0
+	for {
+		el, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if _, ok := err.(timeoutError); !ok {
+				t.Fatalf("got %v", err)
+			}
+			timeouts++
+			continue
+		}
+		got = append(got, dump(el))
+	}
+	want := []string{`(` + jc + `message [(` + jc + `body "hi")])`, `(` + jc + `presence)`}
+	if timeouts != 4 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%d timeouts, got\n%s", timeouts, strings.Join(got, "\n"))
+	}
+}
+
 // zeroReader never makes progress.
 type zeroReader struct{}
 
