@@ -334,3 +334,54 @@ func TestLoginFailureIndistinguishable(t *testing.T) {
 		}
 	})
 }
+
+// goxmppChat is go-xmpp's message type.
+type goxmppChat = goxmpp.Chat
+
+// TestGoXMPPInitialPresence: go-xmpp (and go-sendxmpp, which uses it)
+// sends "<presence xml:lang='en'><show></show><status></status></presence>"
+// as initial presence. An empty <show/> carries no value; it must be
+// accepted like an absent one, or every go-xmpp client stays unavailable
+// and never gets messages sent to its bare JID.
+func TestGoXMPPInitialPresence(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gox := srv.addUser(t, "gox", "gox pw")
+	m := srv.addUser(t, "mel", "mel pw")
+	srv.addUser(t, "raw", "raw pw")
+
+	t.Run("raw", func(t *testing.T) {
+		r := mustRawLogin(ctx, t, srv.direct, "raw", "raw pw")
+		if err := r.send("<presence xml:lang='en'><show></show><status></status></presence>"); err != nil {
+			t.Fatal(err)
+		}
+		// The server echoes available presence to the sender's own
+		// resources (RFC 6121 §4.2.2), or answers with an error.
+		el, raw, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if el.Name.Local != "presence" || strings.Contains(string(raw), "type='error'") || strings.Contains(string(raw), `type="error"`) {
+			t.Errorf("initial presence with an empty <show/>: the server answered %s", raw)
+		}
+	})
+
+	t.Run("go-xmpp", func(t *testing.T) {
+		g := mustGox(t, goxLogin{addr: srv.direct, direct: true, user: gox, password: "gox pw"})
+		mel := mustMellium(ctx, t, melliumLogin{addr: srv.starttls, local: "mel", password: "mel pw"})
+		mel.must(t, mel.sendPresence(ctx, "", ""))
+		mel.must(t, mel.sendMessage(ctx, gox, "to your bare JID"))
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := g.wait(wctx, "a message to its bare JID", goxChat(m, "to your bare JID")); err != nil {
+			t.Error(err)
+		}
+		for _, v := range g.seen() {
+			if p, ok := v.(goxmpp.Presence); ok && p.Type == "error" {
+				t.Errorf("go-xmpp's initial presence was refused: %+v", p)
+			}
+		}
+	})
+}

@@ -29,7 +29,6 @@ type testEnv struct {
 	key      string
 	roots    *x509.CertPool
 	testdata string // absolute path of testdata/
-	race     bool   // the binary was built with -race
 }
 
 var env testEnv
@@ -53,22 +52,30 @@ func runMain(m *testing.M) int {
 }
 
 func setup(dir string) error {
-	env.bin = filepath.Join(dir, "stoa")
-	if runtime.GOOS == "windows" {
-		env.bin += ".exe"
-	}
-	// When the tests run with -race the server is built with it too, so
-	// that a data race inside the server makes it exit non-zero (66) and
-	// the test that stopped it fail.
-	args := []string{"build", "-o", env.bin}
-	if raceEnabled {
-		args = append(args, "-race")
-		env.race = true
-	}
-	args = append(args, "stoa.im/stoa/cmd/stoa")
-	build := exec.Command("go", args...)
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %v: %v\n%s", args, err, out)
+	if bin := os.Getenv("STOA_E2E_BIN"); bin != "" {
+		// A binary built elsewhere (e.g. the release build under test).
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return err
+		}
+		env.bin = abs
+	} else {
+		env.bin = filepath.Join(dir, "stoa")
+		if runtime.GOOS == "windows" {
+			env.bin += ".exe"
+		}
+		// When the tests run with -race the server is built with it too,
+		// so that a data race inside the server makes it exit non-zero
+		// (66) and the test that stopped it fail.
+		args := []string{"build", "-o", env.bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "stoa.im/stoa/cmd/stoa")
+		build := exec.Command("go", args...)
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %v: %v\n%s", args, err, out)
+		}
 	}
 	files, err := certs.GenerateDev(filepath.Join(dir, "tls"), []string{"localhost"})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -331,19 +330,5 @@ func (c *melliumClient) must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// ended reports the error Serve returned once the server ended the
-// stream, or errTimeout.
-func (c *melliumClient) ended(ctx context.Context) error {
-	select {
-	case <-c.served:
-		if c.serveErr == nil {
-			return errors.New("stream closed without error")
-		}
-		return c.serveErr
-	case <-ctx.Done():
-		return errTimeout
 	}
 }

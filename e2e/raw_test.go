@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // rawStream is a hand-driven XMPP client stream, for hostile input and
@@ -390,9 +389,4 @@ func mustRawLogin(ctx context.Context, t *testing.T, addr, user, password string
 		t.Fatal(err)
 	}
 	return r
-}
-
-// deadline is a guard for raw reads.
-func (r *rawStream) deadline(d time.Duration) {
-	_ = r.conn.SetDeadline(time.Now().Add(d))
 }

@@ -26,6 +26,8 @@ type serverOptions struct {
 	// extra is appended to the file: tables that the base configuration
 	// does not define, e.g. "[c2s.pre_auth]\ntimeout = \"2s\"\n".
 	extra string
+	// server is added to the [server] table, e.g. `admins = ["a@localhost"]`.
+	server string
 }
 
 // stoaServer is one `stoa serve -c FILE` process.
@@ -109,6 +111,7 @@ func tryStart(t *testing.T, dir string, opts serverOptions) (s *stoaServer, retr
 hosts = [%s]
 data_dir = %s
 shutdown_timeout = "5s"
+%s
 
 [log]
 level = "debug"
@@ -124,7 +127,7 @@ listen = %s
 listen = [%s]
 listen_tls = [%s]
 %s
-%s`, q(domain), q(s.dir), q(env.cert), q(env.key), q(s.metrics), q(s.starttls), q(s.direct), opts.c2s, opts.extra)
+%s`, q(domain), q(s.dir), opts.server, q(env.cert), q(env.key), q(s.metrics), q(s.starttls), q(s.direct), opts.c2s, opts.extra)
 	if err := os.WriteFile(s.cfg, []byte(cfg), 0o600); err != nil {
 		return nil, false, err
 	}

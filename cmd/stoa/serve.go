@@ -95,6 +95,9 @@ func printDevBanner(w io.Writer, in app.Info, data, domain, configPath string) {
 	if in.Metrics != nil {
 		fmt.Fprintf(w, "  Metrics:         http://%s/metrics\n", in.Metrics)
 	}
+	if in.WebURL != "" {
+		fmt.Fprintf(w, "  Web pages:       %s/ (invite someone: stoa invite create --data %s)\n", in.WebURL, data)
+	}
 	fmt.Fprintf(w, "  Configuration:   %s (rewritten at every start; SIGHUP reloads it)\n", configPath)
 	fmt.Fprintf(w, "\nStop with Ctrl-C.\n\n")
 }

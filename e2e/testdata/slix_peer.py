@@ -2,9 +2,13 @@
 """slixmpp client for the stoa end-to-end tests.
 
 Usage: slix_peer.py '{"jid": ..., "password": ..., "host": ..., "port": ...,
-                      "peer": ..., "timeout": ...}'
+                      "peer": ..., "timeout": ..., "mechanism": ...,
+                      "no_channel_binding": ...}'
 
-Logs in with SCRAM-SHA-256 over STARTTLS, fetches the roster, becomes
+"mechanism" (optional) is the only SASL mechanism slixmpp may use;
+"no_channel_binding" keeps slixmpp from using TLS channel-binding data.
+
+Logs in over STARTTLS, fetches the roster, becomes
 available, adds `peer` to the roster and subscribes to it, approves the
 peer's subscription request, waits for the subscription to be "both" and
 for the peer's available presence, sends a message and waits for the
@@ -29,8 +33,22 @@ def emit(event, **kw):
 
 class Peer(slixmpp.ClientXMPP):
     def __init__(self, cfg):
-        super().__init__(cfg["jid"], cfg["password"], sasl_mech="SCRAM-SHA-256")
+        super().__init__(cfg["jid"], cfg["password"], sasl_mech=cfg.get("mechanism"))
         self.cfg = cfg
+        if cfg.get("no_channel_binding"):
+            # Without channel-binding data slixmpp sends the gs2 flag "n".
+            # With it, slixmpp binds with tls-unique (undefined for TLS 1.3,
+            # RFC 9266) or, for a non-PLUS mechanism, sends "y", which a
+            # server offering -PLUS must refuse (RFC 5802 section 6).
+            plugin = self.plugin["feature_mechanisms"]
+            default = plugin.sasl_callback
+
+            def credentials(required, optional):
+                creds = default(required, optional)
+                creds.pop("channel_binding", None)
+                return creds
+
+            plugin.sasl_callback = credentials
         self.peer = slixmpp.JID(cfg["peer"])
         self.done = asyncio.get_running_loop().create_future()
         self.peer_available = asyncio.Event()
@@ -42,7 +60,10 @@ class Peer(slixmpp.ClientXMPP):
         self.roster.auto_subscribe = False
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("auth_success", self.on_auth)
-        self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
+        # failed_auth fires for each mechanism that failed (slixmpp then
+        # tries the next one); failed_all_auth when none is left.
+        self.add_event_handler("failed_auth", lambda _: emit("auth_failed"))
+        self.add_event_handler("failed_all_auth", lambda _: self.fail("authentication failed"))
         self.add_event_handler("disconnected", self.on_disconnected)
         self.add_event_handler("presence_subscribe", self.on_subscribe)
         self.add_event_handler("presence_subscribed", self.on_subscribed)

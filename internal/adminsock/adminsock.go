@@ -39,6 +39,7 @@ type Response struct {
 	Message string   `json:"message,omitempty"`
 	Error   string   `json:"error,omitempty"`
 	Users   []string `json:"users,omitempty"` // user.list
+	Lines   []string `json:"lines,omitempty"` // further output of feature commands, one per line
 }
 
 // Accounts is what the commands need from the server; *server.Server
@@ -77,6 +78,9 @@ func Commands() []Command {
 func Exec(ctx context.Context, a Accounts, req Request) Response {
 	i := slices.IndexFunc(Commands(), func(c Command) bool { return c.Name == req.Cmd })
 	if i < 0 {
+		if resp, ok := execFeature(ctx, a, req); ok {
+			return resp
+		}
 		names := make([]string, 0, 4)
 		for _, c := range Commands() {
 			names = append(names, c.Name)

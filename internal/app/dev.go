@@ -15,11 +15,14 @@ import (
 // DevPorts are the ports of a dev node; 0 picks a free port.
 type DevPorts struct {
 	STARTTLS, DirectTLS, Metrics int
+	HTTP                         int // the web listener ([http])
 }
 
 // StandardDevPorts are the usual XMPP ports: 5222 (STARTTLS), 5223
-// (direct TLS) and 5280 (metrics).
-func StandardDevPorts() DevPorts { return DevPorts{STARTTLS: 5222, DirectTLS: 5223, Metrics: 5280} }
+// (direct TLS), 5280 (metrics) and 5281 (web pages).
+func StandardDevPorts() DevPorts {
+	return DevPorts{STARTTLS: 5222, DirectTLS: 5223, Metrics: 5280, HTTP: 5281}
+}
 
 // DevConfigFile is where `stoa dev` writes the configuration it runs with.
 // Commands given --data DIR read it when the node is not running.
@@ -57,6 +60,7 @@ func DevConfigPorts(dataDir, domain, listenIP string, ports DevPorts) (*config.F
 	fmt.Fprintf(&b, "[log]\nlevel = \"info\"\n\n")
 	fmt.Fprintf(&b, "[[tls.certificates]]\ncert = %s\nkey = %s\n\n", tomlString(files.Cert), tomlString(files.Key))
 	fmt.Fprintf(&b, "[metrics]\nlisten = %s\n\n", tomlString(addr(ports.Metrics)))
+	fmt.Fprintf(&b, "[http]\nlisten = %s\n\n", tomlString(addr(ports.HTTP)))
 	fmt.Fprintf(&b, "[c2s]\nlisten = [%s]\nlisten_tls = [%s]\n", tomlString(addr(ports.STARTTLS)), tomlString(addr(ports.DirectTLS)))
 	path := DevConfigFile(abs)
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {

@@ -1,10 +1,12 @@
 package app
 
 import (
+	"context"
 	"log/slog"
 
 	"stoa.im/stoa/internal/certs"
 	"stoa.im/stoa/internal/config"
+	"stoa.im/stoa/internal/server"
 )
 
 // reloader applies a new configuration on SIGHUP: the reloadable options
@@ -16,6 +18,8 @@ type reloader struct {
 	log   *slog.Logger
 	level *slog.LevelVar
 	certs *certs.Store
+	// srv gets Reload (features re-read their own files: firewall rules).
+	srv *server.Server
 	// running is the configuration the node started with (what options
 	// that need a restart still use); applied is the last one whose
 	// reloadable options were applied.
@@ -24,6 +28,9 @@ type reloader struct {
 
 func (r *reloader) reload() {
 	r.log.Info("reloading")
+	if r.srv != nil {
+		r.srv.Reload(context.Background())
+	}
 	if err := r.certs.Reload(); err != nil {
 		r.log.Error("reload: keeping the old certificates", "err", err)
 	} else {

@@ -25,6 +25,7 @@ import (
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/store/sqlite"
+	"stoa.im/stoa/internal/web"
 )
 
 // Options configure Run.
@@ -65,6 +66,8 @@ type Info struct {
 	STARTTLS    []net.Addr // c2s listeners starting in plain text
 	DirectTLS   []net.Addr // c2s listeners with direct TLS
 	Metrics     net.Addr   // nil when off
+	Web         net.Addr   // the web listener ([http]); nil when off
+	WebURL      string     // the web pages' public URL; "" when off
 	DataDir     string
 	AdminSocket string
 	CA          string // dev mode: the CA certificate to trust
@@ -78,6 +81,7 @@ type sections struct {
 	tls     TLSConfig
 	metrics MetricsConfig
 	c2s     c2s.Config
+	web     web.Config
 }
 
 func decode(f *config.File) (s sections, err error) {
@@ -97,6 +101,7 @@ func decode(f *config.File) (s sections, err error) {
 	s.tls = config.Get[TLSConfig](f, secTLS)
 	s.metrics = config.Get[MetricsConfig](f, secMetrics)
 	s.c2s = config.Get[c2s.Config](f, c2s.Section.Name)
+	s.web = config.Get[web.Config](f, web.Section.Name)
 	return s, nil
 }
 
@@ -162,7 +167,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Ready(n.info(opts.CA))
 	}
 
-	r := &reloader{opts: opts, log: log, level: level, running: opts.Config, applied: opts.Config, certs: n.certs}
+	r := &reloader{opts: opts, log: log, level: level, running: opts.Config, applied: opts.Config, certs: n.certs, srv: n.srv}
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,6 +193,7 @@ type node struct {
 	certs   *certs.Store
 	c2s     *c2s.Service
 	metrics *metricsServer
+	web     *web.Server // nil when [http] listen is empty
 	admin   *adminsock.Server
 	// stopAccept ends c2s.Serve: its listeners close. It must come before
 	// c2s.Shutdown, which waits for Serve's goroutines.
@@ -263,6 +269,12 @@ func start(ctx context.Context, opts Options, cfg sections, log *slog.Logger) (*
 		}
 	}
 
+	n.web, err = startWeb(opts.Config, cfg.web, n.srv, n.certs, secret, log)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { stopWeb(n.web, time.Second, log) })
+
 	// Everything listens: start serving. The serving context is not
 	// cancelled by ctx, so that shutdown can close streams gracefully
 	// first; stop cancels it.
@@ -273,6 +285,9 @@ func start(ctx context.Context, opts Options, cfg sections, log *slog.Logger) (*
 	n.stopAccept = stopAccept
 	n.srv.Start(runCtx)
 	n.c2s.Serve(acceptCtx)
+	if n.web != nil {
+		n.web.Serve(runCtx)
+	}
 	if n.metrics != nil {
 		n.metrics.serve()
 	}
@@ -289,6 +304,9 @@ func (n *node) info(ca string) Info {
 	if n.metrics != nil {
 		in.Metrics = n.metrics.addr()
 	}
+	if n.web != nil {
+		in.Web, in.WebURL = n.web.Addr(), n.web.PublicURL()
+	}
 	return in
 }
 
@@ -303,6 +321,7 @@ func (n *node) stop(timeout time.Duration) error {
 	if err := n.c2s.Shutdown(sctx); err != nil {
 		n.log.Warn("client connections did not close in time; they were cut", "timeout", timeout.String(), "err", err)
 	}
+	stopWeb(n.web, timeout, n.log)
 	if err := n.admin.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -349,6 +368,7 @@ func newServer(f *config.File, cfg sections, st store.Store, log *slog.Logger, v
 		Config:       f.Section,
 		LoginWorkers: cfg.server.LoginWorkers,
 		Version:      version,
+		PublicURL:    web.PublicURLOf(cfg.web),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)

@@ -19,6 +19,7 @@ import (
 	"stoa.im/stoa/internal/certs"
 	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/server"
+	"stoa.im/stoa/internal/xmpp/xml"
 )
 
 // Service runs the client listeners of one server.
@@ -30,6 +31,8 @@ type Service struct {
 	secret []byte
 
 	metrics  *metrics
+	sm       *smMetrics
+	bufs     xml.BufferPool // read buffers shared by idle decoders
 	failIP   *policy.Backoff
 	failUser *policy.Backoff
 
@@ -38,6 +41,7 @@ type Service struct {
 	conns     map[*conn]struct{}
 	wg        sync.WaitGroup
 	closing   bool
+	smReg     smRegistry    // resumable sessions (sm.go)
 	stop      chan struct{} // closed by Shutdown
 }
 
@@ -47,6 +51,7 @@ func New(srv *server.Server, cfg Config, cs *certs.Store, secret []byte, log *sl
 	return &Service{
 		srv: srv, cfg: cfg, certs: cs, secret: secret, log: log.With("feature", "c2s"),
 		metrics:  newMetrics(srv.Registry()),
+		sm:       newSMMetrics(srv.Registry()),
 		failIP:   policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
 		failUser: policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
 		conns:    make(map[*conn]struct{}),
@@ -200,6 +205,9 @@ func (svc *Service) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.shutdown()
 	}
+	// Sessions waiting for resumption end now: their unacknowledged
+	// messages go to offline storage while the store is still open.
+	svc.endResumable()
 	done := make(chan struct{})
 	go func() { svc.wg.Wait(); close(done) }()
 	select {

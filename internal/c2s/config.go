@@ -19,6 +19,8 @@ type Config struct {
 	WriteTimeout  config.Duration `toml:"write_timeout" min:"1s" help:"A write to a client that blocks longer than this ends the connection."`
 	MaxQueue      config.Size     `toml:"max_queue" min:"65536" help:"Bytes waiting to be written to one client; a client that reads too slowly and lets this fill is disconnected."`
 	LoginBackoff  BackoffConfig   `toml:"login_backoff" help:"Failed logins are throttled per IP address and per account with a delay that doubles on every failure."`
+	// StreamManagement is defined in sm.go.
+	StreamManagement SMConfig `toml:"stream_management" help:"Stream management (XEP-0198): acknowledgements, and resumption of sessions whose connection dropped."`
 }
 
 // PreAuthConfig is the [c2s.pre_auth] table.
@@ -55,6 +57,7 @@ var Defaults = Config{
 		Max:    config.Duration(5 * time.Minute),
 		Forget: config.Duration(time.Hour),
 	},
+	StreamManagement: smDefaults,
 }
 
 // Section is the [c2s] config section.
@@ -75,5 +78,6 @@ func XEPs() []server.XEP {
 		{N: 474, Name: "SASL SCRAM Downgrade Protection", Version: "0.5.0", Status: server.Complete},
 		{N: 199, Name: "XMPP Ping (server pings idle clients)", Version: "2.0.1", Status: server.Complete},
 		{Name: "RFC 3921 session establishment (legacy, optional)", Version: "RFC 3921", Status: server.Complete},
+		{N: 198, Name: "Stream Management (acks, resumption; unacknowledged messages to offline storage)", Version: "1.6.3", Status: server.Complete},
 	}
 }

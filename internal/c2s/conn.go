@@ -76,6 +76,15 @@ type conn struct {
 	done    chan struct{} // closed when the writer finished the final close
 
 	pingSeq atomic.Uint64
+
+	// Stream management (sm.go, link.go): the session's link (its
+	// server.Conn), the SM state once enabled, whether the transport was
+	// lost (a resumable session then detaches instead of ending), and
+	// whether the session was resumed on another connection.
+	link     *link
+	sm       *smState
+	lost     bool // guarded by qmu
+	replaced atomic.Bool
 }
 
 // countingConn counts bytes read, for the pre-authentication byte budget.
@@ -135,6 +144,7 @@ func (c *conn) serve(ctx context.Context) {
 	lim := xml.DefaultLimits()
 	lim.MaxStanza = int(c.svc.cfg.PreAuth.MaxStanzaSize)
 	c.dec = xml.NewDecoder(c.nc, lim)
+	c.dec.SetBufferPool(&c.svc.bufs)
 	for {
 		err := c.stream(ctx)
 		if err == errRestart {
@@ -168,12 +178,15 @@ func (c *conn) fail(err error) {
 			c.svc.srv.CountDenied("pre_auth_timeout")
 			c.closeStream(stanza.NewStreamError(stanza.ConnectionTimeout, "Authentication took too long."))
 		} else {
+			c.markLost()
 			c.closeStream(stanza.NewStreamError(stanza.ConnectionTimeout, "No answer to the keepalive ping."))
 		}
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+		c.markLost()
 		c.abort()
 	default:
 		c.log.Debug("connection ended", "err", err)
+		c.markLost()
 		c.abort()
 	}
 }
@@ -323,6 +336,9 @@ func (c *conn) features() *xml.Element {
 	case stateAuthed:
 		f.Append(xml.New(nsBind, "bind"))
 		f.Append(xml.New(nsSession, "session").Append(xml.New(nsSession, "optional")))
+		if sm := c.smFeature(); sm != nil {
+			f.Append(sm)
+		}
 		f.Append(c.svc.srv.StreamFeatures(&c.info)...)
 	}
 	return f
@@ -366,9 +382,12 @@ func (c *conn) handle(ctx context.Context, el *xml.Element) error {
 				return c.write(stanza.ErrorReply(el, stanza.NewError(stanza.NotAllowed, "Bind a resource first.")))
 			}
 		}
+		if ok, err := c.smBeforeBind(ctx, el); ok {
+			return err
+		}
 		return stanza.NewStreamError(stanza.StreamNotAuthorized, "Bind a resource before sending stanzas.")
 	default:
-		return c.stanza(ctx, el)
+		return c.boundElement(ctx, el)
 	}
 }
 
@@ -560,10 +579,13 @@ func (c *conn) bind(ctx context.Context, iq, b *xml.Element) error {
 		return stanza.NewStreamError(stanza.StreamNotAuthorized, "This account no longer exists.")
 	}
 	_ = c.raw.SetDeadline(time.Time{})
-	sess, err := c.svc.srv.Bind(ctx, full, c.streamID, c)
+	c.link = newLink(c.svc, c)
+	sess, err := c.svc.srv.Bind(ctx, full, c.streamID, c.link)
 	if err != nil {
+		c.link = nil
 		return stanza.NewStreamError(stanza.StreamInternalError, "Could not bind the resource.")
 	}
+	c.link.sess = sess
 	c.sess = sess
 	c.state = stateBound
 	c.log = c.log.With("sid", c.streamID, "jid", full.String())
@@ -597,7 +619,7 @@ func (c *conn) stanza(ctx context.Context, el *xml.Element) error {
 		if el.Attr("to") != "" {
 			r.SetAttr("from", c.host)
 		}
-		return c.Send(r)
+		return c.sendStanza(r)
 	}
 	st := &server.Stanza{El: el, Kind: kind, Type: el.Attr("type"), ID: el.Attr("id"), Origin: c.sess}
 	// RFC 6120 §8.1.2.1: the server stamps the full JID as 'from'.
@@ -645,6 +667,13 @@ func (c *conn) ping() bool {
 	if c.pingSeq.Load() > 0 {
 		return false
 	}
+	c.qmu.Lock()
+	closing := c.closing
+	c.qmu.Unlock()
+	if closing {
+		// The deadline is the close's grace period, not idleness.
+		return false
+	}
 	n := c.pingSeq.Add(1)
 	// A whitespace keepalive first (RFC 6120 §4.6.1): it keeps NAT state
 	// alive for clients that do not answer pings.
@@ -652,7 +681,7 @@ func (c *conn) ping() bool {
 	iq := xml.New(xml.NSClient, "iq").SetAttr("type", "get").SetAttr("id", fmt.Sprintf("c2s-ping-%d", n)).
 		SetAttr("from", c.host).SetAttr("to", c.sess.JID().String())
 	iq.Append(xml.New(nsPing, "ping"))
-	_ = c.Send(iq)
+	_ = c.sendStanza(iq)
 	return true
 }
 

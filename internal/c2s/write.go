@@ -105,6 +105,7 @@ func (c *conn) drain() {
 			c.log.Debug("write failed", "err", err)
 			c.qmu.Lock()
 			c.closing = true
+			c.lost = true // the transport failed: a resumable session detaches
 			rest := c.queue
 			c.queue = nil
 			c.qmu.Unlock()
@@ -217,16 +218,21 @@ func (c *conn) finish(ctx context.Context) {
 	c.queue = nil
 	c.qmu.Unlock()
 	c.requeue(q)
-	if c.sess != nil {
-		c.svc.srv.Unbind(context.WithoutCancel(ctx), c.sess)
-		c.log.Info("session closed", "duration", time.Since(c.started).Round(time.Second).String())
+	if c.link != nil && !c.replaced.Load() {
+		c.qmu.Lock()
+		lost := c.lost
+		c.qmu.Unlock()
+		c.link.connEnded(context.WithoutCancel(ctx), c, lost)
+		c.log.Info("connection closed", "duration", time.Since(c.started).Round(time.Second).String(), "lost", lost)
 	}
 }
 
 // requeue hands messages that could not be written back to the server,
 // which delivers them to another resource or stores them offline.
 func (c *conn) requeue(q []*xml.Element) {
-	if c.sess == nil {
+	if c.sess == nil || c.link == nil || c.link.hasSM() {
+		// With stream management every stanza is in the link's unacked
+		// queue, which decides (resumption or offline storage).
 		return
 	}
 	for _, el := range q {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
+	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/xmpp/jid"
 	"stoa.im/stoa/internal/xmpp/sasl"
@@ -24,7 +26,24 @@ const ScramIterations = 4096
 var (
 	ErrUserExists = errors.New("the account already exists")
 	ErrNoSuchUser = errors.New("no such account")
+	// ErrNameTaken: the name looks like an existing account's, or was the
+	// name of a deleted account (tombstone); the error's text says which.
+	ErrNameTaken = errors.New("the name is taken")
 )
+
+// nameTaken turns a store.NameTakenError into an error for people.
+func nameTaken(j jid.JID, nt *store.NameTakenError) error {
+	h := nt.Holder
+	if h.State == store.NameTombstone {
+		if h.JID == j.Bare().String() {
+			return fmt.Errorf("%s belonged to an account deleted on %s, and names of deleted accounts are not given out again: %w",
+				j.Bare(), h.Since.Format("2006-01-02"), ErrNameTaken)
+		}
+		return fmt.Errorf("%s looks like %s, the name of an account deleted on %s; names of deleted accounts and their look-alikes are not given out again: %w",
+			j.Bare(), h.JID, h.Since.Format("2006-01-02"), ErrNameTaken)
+	}
+	return fmt.Errorf("%s looks too much like the existing account %s; choose a clearly different name: %w", j.Bare(), h.JID, ErrNameTaken)
+}
 
 // AccountJID validates an account address: a local host, a localpart, no resource.
 func (srv *Server) AccountJID(s string) (jid.JID, error) {
@@ -62,9 +81,16 @@ func (srv *Server) CreateUser(ctx context.Context, j jid.JID, password, via stri
 	if err != nil {
 		return fmt.Errorf("preparing the password: %w", err)
 	}
-	if err := srv.store.Accounts().Create(ctx, j.Bare().String(), creds); err != nil {
-		if errors.Is(err, store.ErrExists) {
+	// The account and its name's look-alike key are written together:
+	// a name held by a look-alike account or a tombstone is refused here,
+	// whatever the path, with no race between check and create.
+	if err := srv.store.Registration().CreateAccount(ctx, j.Bare().String(), creds, policy.NameKey(j.Local())); err != nil {
+		var nt *store.NameTakenError
+		switch {
+		case errors.Is(err, store.ErrExists):
 			return fmt.Errorf("%s: %w", j.Bare(), ErrUserExists)
+		case errors.As(err, &nt):
+			return nameTaken(j, nt)
 		}
 		return fmt.Errorf("creating %s: %w", j.Bare(), err)
 	}
@@ -109,7 +135,10 @@ func (srv *Server) DeleteUser(ctx context.Context, j jid.JID, via string) error 
 		return fmt.Errorf("deleting %s refused: %w", bare, err)
 	}
 	srv.KickUser(ctx, bare, stanza.NewStreamError(stanza.StreamNotAuthorized, "This account has been deleted."))
-	if err := srv.store.Accounts().Delete(ctx, bare.String()); err != nil && !errors.Is(err, store.ErrNotFound) {
+	// The name becomes a tombstone in the same transaction, on every path
+	// (in-band, command line, admin command, web): it is never issued
+	// again (unless a configured expiry purges the tombstone).
+	if err := srv.store.Registration().DeleteAccount(ctx, bare.String(), policy.NameKey(bare.Local()), time.Now(), via); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("deleting %s: %w", bare, err)
 	}
 	srv.log.Info("account deleted", "jid", bare.String(), "via", via)
@@ -148,6 +177,20 @@ type Registration struct {
 	// Values carries method-specific facts for policies (e.g. "captcha":
 	// "solved"); nil when none.
 	Values map[string]string
+	// Conn is the client connection for in-band registration (nil for
+	// the web and the command line): the invitation feature finds the
+	// XEP-0445 token the stream presented through it.
+	Conn *ConnInfo
+}
+
+// RegistrationFailure is the payload of RegistrationFailed.
+type RegistrationFailure struct {
+	Registration *Registration
+	// Reason is the refusal's snake_case reason ("user_exists",
+	// "name_taken" or "registration_error" when creating the account
+	// failed after every policy agreed).
+	Reason string
+	Err    error
 }
 
 // Registration events.
@@ -159,6 +202,11 @@ var (
 	UserRegistering = Event[*Registration]{"user-registering"}
 	// UserRegistered fires after Register created the account.
 	UserRegistered = Event[*Registration]{"user-registered"}
+	// RegistrationFailed fires when Register did not create the account:
+	// a UserRegistering veto, or creating the account failed (the name
+	// was taken meanwhile). Policies that reserved something while
+	// UserRegistering ran (throttle slots) release it here.
+	RegistrationFailed = Event[RegistrationFailure]{"registration-failed"}
 )
 
 // Register creates an account after every UserRegistering policy agreed.
@@ -172,9 +220,20 @@ func (srv *Server) Register(ctx context.Context, r *Registration) error {
 		}
 		srv.CountDenied(reason)
 		srv.log.Info("registration refused", "jid", r.JID.String(), "ip", r.IP.String(), "method", r.Method, "policy", reason, "text", err.Error())
+		Notify(ctx, srv, RegistrationFailed, RegistrationFailure{Registration: r, Reason: reason, Err: err})
 		return err
 	}
 	if err := srv.CreateUser(ctx, r.JID, r.Password, r.Method); err != nil {
+		reason := "registration_error"
+		switch {
+		case errors.Is(err, ErrUserExists):
+			reason = "user_exists"
+		case errors.Is(err, ErrNameTaken):
+			reason = "name_taken"
+		}
+		srv.CountDenied(reason)
+		srv.log.Info("registration refused", "jid", r.JID.String(), "ip", r.IP.String(), "method", r.Method, "policy", reason, "text", err.Error())
+		Notify(ctx, srv, RegistrationFailed, RegistrationFailure{Registration: r, Reason: reason, Err: err})
 		return err
 	}
 	Notify(ctx, srv, UserRegistered, r)

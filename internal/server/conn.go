@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"stoa.im/stoa/internal/xmpp/jid"
 	"stoa.im/stoa/internal/xmpp/xml"
@@ -20,6 +21,12 @@ type ConnInfo struct {
 	User jid.JID
 	// Transport is "c2s" (TCP), later "websocket" or "bosh".
 	Transport string
+	// Invite is the invitation token (XEP-0445) the client presented
+	// before registering and the invitation feature accepted at InviteAt
+	// (its expiry is judged at that time). Set and read on the
+	// connection's goroutine, by pre-authentication IQ handlers.
+	Invite   string
+	InviteAt time.Time
 }
 
 // Connection events. Handlers may veto with an error whose text is shown

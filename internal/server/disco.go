@@ -22,6 +22,7 @@ type Disco struct {
 	accountIDs      []Identity
 	serverForms     []func(host string) *xml.Element
 	items           []func(host string) []DiscoItem
+	nodes           []DiscoNode
 }
 
 // DiscoItem is one item of a disco#items answer.

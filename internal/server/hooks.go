@@ -39,10 +39,15 @@ var (
 	// Outbound runs for every stanza about to be written to one local
 	// session (per-session filters: CSI, blocking, stream management).
 	Outbound = Stage{"outbound", 4}
+	// FromRemote runs for every stanza received from another server
+	// (federation), after the connection layer checked the sender's
+	// domain and before routing (see Server.InboundRemote). Policies on
+	// federated traffic (firewall, s2s limits) hook here.
+	FromRemote = Stage{"from-remote", 5}
 )
 
 // Stages lists the stages in pipeline order (for `stoa features --hooks`).
-var Stages = []Stage{Inbound, DeliverLocal, Undeliverable, DeliverRemote, Outbound}
+var Stages = []Stage{Inbound, FromRemote, DeliverLocal, Undeliverable, DeliverRemote, Outbound}
 
 // Priority orders hooks within a stage: higher runs first; ties run in the
 // order the features are listed in internal/mod/all.go.
@@ -108,7 +113,7 @@ type HookInfo struct {
 }
 
 type hooks struct {
-	chains [5][]hookEntry
+	chains [6][]hookEntry
 	seq    int
 }
 

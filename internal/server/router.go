@@ -84,8 +84,14 @@ func (srv *Server) Bounce(ctx context.Context, st *Stanza, e *stanza.Error) {
 		el.SetAttr("from", st.From.Bare().String())
 	}
 	// A bounce for a stanza the server itself addressed to a local
-	// resource that vanished goes nowhere useful; avoid loops.
+	// resource that vanished goes nowhere useful; avoid loops. An IQ the
+	// server sent with SendIQ gets its error answer, though.
 	if f, err := jid.Parse(el.Attr("to")); err == nil && f.IsDomain() && srv.hosts[f.Domain()] != nil {
+		if st.Kind == KindIQ {
+			if r, err := NewStanza(el); err == nil {
+				srv.response(r)
+			}
+		}
 		return
 	}
 	_ = srv.RouteElement(ctx, el)

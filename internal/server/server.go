@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,10 @@ type Options struct {
 	LoginWorkers int
 	// Version is the software version shown by XEP-0092 and `stoa version`.
 	Version string
+	// PublicURL is the base URL under which the web listener is reached
+	// from outside (invitation landing pages, sign-up); "" when the web
+	// listener is off.
+	PublicURL string
 }
 
 // Server is one stoa node.
@@ -53,12 +58,16 @@ type Server struct {
 	version  string
 	started  time.Time
 	features []Feature
+	webURL   string
 
 	hooks          hooks
 	events         events
 	iq             iqRegistry
 	disco          *Disco
 	streams        streamRegistry
+	commands       commandRegistry
+	adminCmds      adminRegistry
+	reloaders      []func(ctx context.Context)
 	starters       []func(ctx context.Context) func()
 	sessions       *sessionTable
 	metrics        *metrics
@@ -90,6 +99,7 @@ func New(opts Options) (*Server, error) {
 		version:  opts.Version,
 		started:  time.Now(),
 		features: opts.Features,
+		webURL:   strings.TrimRight(opts.PublicURL, "/"),
 		disco:    &Disco{},
 		sessions: newSessionTable(),
 		loginSem: make(chan struct{}, workers),
@@ -184,6 +194,16 @@ func (srv *Server) Hosts() []string {
 
 // IsAdmin reports whether the bare JID of j is a configured admin.
 func (srv *Server) IsAdmin(j jid.JID) bool { return srv.admins[j.Bare().String()] }
+
+// Admins returns the configured admins' bare JIDs, sorted.
+func (srv *Server) Admins() []string {
+	out := make([]string, 0, len(srv.admins))
+	for a := range srv.admins {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Features returns the registered features in registry order.
 func (srv *Server) Features() []Feature { return srv.features }

@@ -169,6 +169,7 @@ func SetValue[T any](s *Session, k *Key[T], v T) {
 // Deliver runs the Outbound hooks for st and queues it on the session's
 // connection. It reports whether the stanza was queued.
 func (s *Session) Deliver(ctx context.Context, st *Stanza) bool {
+	st.Target = s
 	if r := s.srv.hooks.run(ctx, Outbound, st); !r.IsNext() {
 		if r.kind == resDeny {
 			s.srv.metrics.denied.WithLabelValues(r.Reason).Inc()

@@ -57,6 +57,10 @@ type Stanza struct {
 	// Origin is the local session that sent the stanza, nil when it came
 	// from the server itself or from federation.
 	Origin *Session
+	// Target is the local session the stanza is being written to, set by
+	// Session.Deliver for the Outbound hooks (per-session filters such as
+	// CSI need to know whose stream it is); nil at the other stages.
+	Target *Session
 }
 
 // NewStanza wraps el, reading kind, type, id, from and to. It returns an

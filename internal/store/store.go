@@ -34,6 +34,17 @@ type Store interface {
 	// KV is a small per-account key/value space for features that need a
 	// few values each (last activity, preferences). Values are opaque.
 	KV() KV
+	// Registration holds the name index with tombstones, the sign-up log
+	// and throttle state (registration.go).
+	Registration() Registration
+	// Invites holds invitation and password-reset tokens; Nonces
+	// single-use values such as proof-of-work solutions (invites.go).
+	Invites() Invites
+	Nonces() Nonces
+	// Archive holds message archives (XEP-0313; archive.go).
+	Archive() Archive
+	// Push holds push notification registrations (XEP-0357; push.go).
+	Push() Push
 	Close() error
 }
 

@@ -51,18 +51,29 @@ func setup(s *server.Setup, _ any) error {
 	d.AccountFeature(NSInfo, NSItems)
 
 	st := s.Store()
-	s.HandleIQ(server.ToServer, "get", NSInfo, "query", func(_ context.Context, iq *server.Stanza) (*xml.Element, error) {
-		if iq.Payload().Attr("node") != "" {
-			return nil, stanza.NewError(stanza.ItemNotFound, "")
+	s.HandleIQ(server.ToServer, "get", NSInfo, "query", func(ctx context.Context, iq *server.Stanza) (*xml.Element, error) {
+		if node := iq.Payload().Attr("node"); node != "" {
+			// Nodes (ad-hoc commands, ...) are answered by the features
+			// that registered them with Disco.ServerNode.
+			di, err := d.NodeInfo(ctx, iq.From, iq.To.Domain(), node)
+			if err != nil {
+				return nil, err
+			}
+			return info(di).SetAttr("node", node), nil
 		}
 		return info(d.ServerInfo(iq.To.Domain())), nil
 	})
-	s.HandleIQ(server.ToServer, "get", NSItems, "query", func(_ context.Context, iq *server.Stanza) (*xml.Element, error) {
-		if iq.Payload().Attr("node") != "" {
-			return nil, stanza.NewError(stanza.ItemNotFound, "")
+	s.HandleIQ(server.ToServer, "get", NSItems, "query", func(ctx context.Context, iq *server.Stanza) (*xml.Element, error) {
+		items := d.ServerItemList(iq.To.Domain())
+		node := iq.Payload().Attr("node")
+		if node != "" {
+			var err error
+			if items, err = d.NodeItems(ctx, iq.From, iq.To.Domain(), node); err != nil {
+				return nil, err
+			}
 		}
-		q := xml.New(NSItems, "query")
-		for _, it := range d.ServerItemList(iq.To.Domain()) {
+		q := xml.New(NSItems, "query").SetAttr("node", node)
+		for _, it := range items {
 			el := xml.New(NSItems, "item").SetAttr("jid", it.JID).SetAttr("node", it.Node).SetAttr("name", it.Name)
 			q.Append(el)
 		}

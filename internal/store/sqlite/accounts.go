@@ -127,8 +127,22 @@ func (a accounts) SetLastLogout(ctx context.Context, jid string, t time.Time, st
 }
 
 func (a accounts) Delete(ctx context.Context, jid string) error {
-	res, err := a.s.w.exec(ctx, qDeleteAccount, jid)
-	if err := oneRow(res, err); err != nil {
+	// An indexed name becomes a tombstone in the same transaction (see
+	// Registration.DeleteAccount, which the server uses), so no deletion
+	// path frees a name.
+	now, err := toNanos(time.Now())
+	if err != nil {
+		return fmt.Errorf("sqlite: deleting account %q: %w", jid, err)
+	}
+	err = a.s.w.run(ctx, false, func(t tx) error {
+		res, err := t.exec(ctx, qDeleteAccount, jid)
+		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		_, err = t.exec(ctx, qNameTombstone, now, "store", jid)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: deleting account %q: %w", jid, err)
 	}
 	return nil

@@ -44,8 +44,9 @@ const busyTimeout = 10 * time.Second
 
 // Store is an SQLite-backed store.Store.
 type Store struct {
-	w *pool // exactly one connection: every write
-	r *pool // read-only connections
+	w   *pool // exactly one connection: every write
+	r   *pool // read-only connections
+	arc *archiveState
 }
 
 var _ store.Store = (*Store)(nil)
@@ -93,6 +94,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
 	}
+	arc, err := openArchive(ctx, w)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: opening %s: %w", abs, err), w.close())
+	}
 
 	rdb, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
 	if err != nil {
@@ -105,7 +110,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: opening %s for reading: %w", abs, err), w.close())
 	}
-	return &Store{w: w, r: r}, nil
+	return &Store{w: w, r: r, arc: arc}, nil
 }
 
 // writeQueries and readQueries are the statements prepared at open.

@@ -56,10 +56,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Offline/Quota", testOfflineQuota},
 		{"Offline/QuotaConcurrent", testOfflineQuotaConcurrent},
 		{"KV", testKV},
+		{"Push", testPush},
+		{"Registration", testRegistration},
+		{"Invites", testInvites},
 		{"Isolation", testIsolation},
 		{"Concurrency", testConcurrency},
 		{"Canceled", testCanceled},
 	}
+	tests = append(tests, archiveTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
