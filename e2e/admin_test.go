@@ -53,7 +53,9 @@ func TestSlixmppAdminCommands(t *testing.T) {
 	}
 
 	results := find(events, "result", nil)
-	get := func(name string) []event { return find(results, "result", func(e event) bool { return e.str("command") == name }) }
+	get := func(name string) []event {
+		return find(results, "result", func(e event) bool { return e.str("command") == name })
+	}
 	value := func(e event, field string) string { v, _ := e["values"].(map[string]any); return fmt.Sprint(v[field]) }
 	for _, r := range results {
 		if r.str("status") != "completed" && r.str("command") != "cancel" {

@@ -81,12 +81,12 @@ func TestMAM(t *testing.T) {
 		"jid": slixJID, "password": "slix password", "host": "127.0.0.1", "port": portOf(t, srv.starttls),
 		"peer": melJID, "expect": sent, "timeout": 90,
 	})
-	for _, body := range []string{"reply one", "reply two"} {
-		mel.mustWait(ctx, t, body, isMessage(slixJID, body))
-	}
 	events := s.wait(ctx, t)
 	if errs := find(events, "error", nil); len(errs) != 0 || len(find(events, "done", nil)) != 1 {
 		t.Fatalf("slixmpp reported %v or did not finish", errs)
+	}
+	for _, body := range []string{"reply one", "reply two"} {
+		mel.mustWait(ctx, t, body, isMessage(slixJID, body))
 	}
 
 	// The offline messages came with slix's stanza-ids, which are the

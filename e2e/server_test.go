@@ -37,6 +37,7 @@ type stoaServer struct {
 	starttls string // host:port of the STARTTLS listener
 	direct   string // host:port of the direct TLS listener
 	metrics  string // host:port of the metrics listener
+	http     string // host:port of the web listener, unless the test configured [http]
 
 	cmd     *exec.Cmd
 	log     *logBuffer
@@ -93,7 +94,7 @@ func startServer(t *testing.T, opts serverOptions) *stoaServer {
 // tryStart starts the server once. retry reports that a port picked as
 // free was taken by someone else in the meantime.
 func tryStart(t *testing.T, dir string, opts serverOptions) (s *stoaServer, retry bool, err error) {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, false, err
 	}
@@ -128,6 +129,12 @@ listen = [%s]
 listen_tls = [%s]
 %s
 %s`, q(domain), q(s.dir), opts.server, q(env.cert), q(env.key), q(s.metrics), q(s.starttls), q(s.direct), opts.c2s, opts.extra)
+	// The web listener defaults to a fixed port; tests that do not
+	// configure it themselves get a free one.
+	if !strings.Contains(opts.extra, "[http]") {
+		s.http = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[3]))
+		cfg += fmt.Sprintf("\n[http]\nlisten = %s\n", q(s.http))
+	}
 	if err := os.WriteFile(s.cfg, []byte(cfg), 0o600); err != nil {
 		return nil, false, err
 	}

@@ -3,7 +3,7 @@
 # on the stoa team wrote). As root, missing Debian packages are installed;
 # otherwise this prints the exact command to run and fails.
 set -euo pipefail
-pkgs=(python3-slixmpp python3-aioxmpp go-sendxmpp)
+pkgs=(python3-slixmpp python3-aioxmpp go-sendxmpp chromium)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -59,6 +59,8 @@ func commands() []command {
 			help: "Deletes the invitation TOKEN so that nobody can use it any more." + inviteTargetHelp, run: runInvite("invite.revoke")},
 		{name: "mam purge", args: "[--before DATE | --older-than DUR] [--user JID] (-c FILE | --data DIR)", short: "Delete old archived messages.",
 			help: mamPurgeHelp, run: runMamPurge},
+		{name: "firewall check", args: "[FILE...] [-c FILE]", short: "Check firewall rule files.", help: firewallCheckHelp, run: runFirewallCheck},
+		{name: "firewall reload", args: "(-c FILE | --data DIR)", short: "Make the running server reload its firewall rules.", help: firewallReloadHelp, run: runFirewallReload},
 		{name: "check config", args: "-c FILE", short: "Check a configuration file.",
 			help: "Loads FILE with every option of this version and prints \"ok\", or one line per problem (file:line: key: problem) and exits with status 1.",
 			run:  runCheckConfig},

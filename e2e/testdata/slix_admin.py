@@ -33,8 +33,20 @@ def emit(event, **kw):
 
 class Admin(slixmpp.ClientXMPP):
     def __init__(self, cfg):
-        super().__init__(cfg["jid"], cfg["password"])
+        super().__init__(cfg["jid"], cfg["password"], sasl_mech="SCRAM-SHA-256")
         self.cfg = cfg
+        # As slix_peer.py with no_channel_binding: without channel-binding
+        # data slixmpp sends the gs2 flag "n" (this test is about commands,
+        # not SASL).
+        plugin = self.plugin["feature_mechanisms"]
+        default = plugin.sasl_callback
+
+        def credentials(required, optional):
+            creds = default(required, optional)
+            creds.pop("channel_binding", None)
+            return creds
+
+        plugin.sasl_callback = credentials
         self.register_plugin("xep_0004")
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0050")

@@ -30,8 +30,20 @@ def emit(event, **kw):
 
 class Archiver(slixmpp.ClientXMPP):
     def __init__(self, cfg):
-        super().__init__(cfg["jid"], cfg["password"])
+        super().__init__(cfg["jid"], cfg["password"], sasl_mech="SCRAM-SHA-256")
         self.cfg = cfg
+        # Without channel-binding data slixmpp sends the gs2 flag "n" (see
+        # slix_peer.py: slixmpp's tls-unique binding is undefined for TLS
+        # 1.3).
+        plugin = self.plugin["feature_mechanisms"]
+        default = plugin.sasl_callback
+
+        def credentials(required, optional):
+            creds = default(required, optional)
+            creds.pop("channel_binding", None)
+            return creds
+
+        plugin.sasl_callback = credentials
         self.peer = slixmpp.JID(cfg["peer"])
         self.done = asyncio.get_running_loop().create_future()
         self.received = 0

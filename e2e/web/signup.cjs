@@ -72,10 +72,9 @@ async function main() {
     // The page solves the proof of work, waits the minimum time, and
     // sends the form itself once the button was pressed.
     await Promise.all([
-      page.waitForEvent('load', { timeout: cfg.timeoutMs }),
-      page.click('#submit'),
+      page.waitForURL(/\/register$/, { waitUntil: 'load', timeout: cfg.timeoutMs }),
+      page.click('#send'),
     ]);
-    await page.waitForLoadState('domcontentloaded');
     out.steps.push('submitted');
     out.resultHeading = (await page.textContent('h1')).trim();
     const alert = await page.$('[role=alert]');

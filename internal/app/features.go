@@ -5,16 +5,16 @@ import (
 	"strings"
 
 	"stoa.im/stoa/internal/c2s"
+	"stoa.im/stoa/internal/s2s"
 	"stoa.im/stoa/internal/server"
 )
 
 // planned lists what the XEP-0479 compliance suites ask of an advanced
 // server that stoa does not do yet, so docs/features.md says so plainly.
 var planned = []struct{ spec, what string }{
-	{"XEP-0077 / XEP-0158 / XEP-0401 / XEP-0445", "in-band registration, CAPTCHA, invitations (registration milestone)"},
+	{"XEP-0401 / XEP-0445", "invitations (registration milestone)"},
 	{"XEP-0191 / XEP-0377", "blocking, spam reports (abuse-control milestone)"},
 	{"XEP-0198 / XEP-0280 / XEP-0352 / XEP-0357 / XEP-0313", "stream management, carbons, CSI, push, message archive (reliable-messaging milestone)"},
-	{"RFC 6120 s2s / XEP-0220 / XEP-0178 / XEP-0288", "federation (federation milestone)"},
 	{"XEP-0045 / XEP-0163 / XEP-0363 / XEP-0206 / RFC 7395", "group chat, PEP, HTTP upload, BOSH, WebSocket"},
 	{"PostgreSQL, clustering over NATS", "scaling past one machine"},
 }
@@ -38,6 +38,9 @@ func FeaturesMarkdown(features []server.Feature) string {
 	}
 	for _, x := range c2s.XEPs() {
 		row("c2s", x)
+	}
+	for _, x := range s2s.XEPs() {
+		row("s2s", x)
 	}
 	for _, f := range features {
 		for _, x := range f.XEPs {

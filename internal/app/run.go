@@ -22,6 +22,7 @@ import (
 	"stoa.im/stoa/internal/certs"
 	"stoa.im/stoa/internal/config"
 	"stoa.im/stoa/internal/mod"
+	"stoa.im/stoa/internal/s2s"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/store/sqlite"
@@ -65,6 +66,8 @@ type Info struct {
 	Hosts       []string
 	STARTTLS    []net.Addr // c2s listeners starting in plain text
 	DirectTLS   []net.Addr // c2s listeners with direct TLS
+	S2S         []net.Addr // s2s listeners starting in plain text
+	S2SDirect   []net.Addr // s2s listeners with direct TLS
 	Metrics     net.Addr   // nil when off
 	Web         net.Addr   // the web listener ([http]); nil when off
 	WebURL      string     // the web pages' public URL; "" when off
@@ -81,6 +84,7 @@ type sections struct {
 	tls     TLSConfig
 	metrics MetricsConfig
 	c2s     c2s.Config
+	s2s     s2s.Config
 	web     web.Config
 }
 
@@ -101,6 +105,7 @@ func decode(f *config.File) (s sections, err error) {
 	s.tls = config.Get[TLSConfig](f, secTLS)
 	s.metrics = config.Get[MetricsConfig](f, secMetrics)
 	s.c2s = config.Get[c2s.Config](f, c2s.Section.Name)
+	s.s2s = config.Get[s2s.Config](f, s2s.Section.Name)
 	s.web = config.Get[web.Config](f, web.Section.Name)
 	return s, nil
 }
@@ -192,6 +197,7 @@ type node struct {
 	srv     *server.Server
 	certs   *certs.Store
 	c2s     *c2s.Service
+	s2s     *s2s.Service
 	metrics *metricsServer
 	web     *web.Server // nil when [http] listen is empty
 	admin   *adminsock.Server
@@ -242,7 +248,13 @@ func start(ctx context.Context, opts Options, cfg sections, log *slog.Logger) (*
 	}
 	undo = append(undo, func() { _ = n.store.Close() })
 
-	n.srv, err = newServer(opts.Config, cfg, n.store, log, opts.Version)
+	// Federation: its feature hooks the pipeline, so it exists before
+	// the server; it gets the certificates once they are loaded.
+	n.s2s, err = newS2S(cfg.s2s, secret, log)
+	if err != nil {
+		return nil, err
+	}
+	n.srv, err = newServer(opts.Config, cfg, n.store, log, opts.Version, n.s2s.Feature())
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +272,15 @@ func start(ctx context.Context, opts Options, cfg sections, log *slog.Logger) (*
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = n.c2s.Shutdown(sctx) // closes the listeners
+	})
+	n.s2s.SetCerts(n.certs)
+	if err := n.s2s.Listen(); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	undo = append(undo, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = n.s2s.Shutdown(sctx)
 	})
 
 	if cfg.metrics.Listen != "" {
@@ -285,6 +306,7 @@ func start(ctx context.Context, opts Options, cfg sections, log *slog.Logger) (*
 	n.stopAccept = stopAccept
 	n.srv.Start(runCtx)
 	n.c2s.Serve(acceptCtx)
+	n.s2s.Serve(runCtx)
 	if n.web != nil {
 		n.web.Serve(runCtx)
 	}
@@ -301,6 +323,7 @@ func (n *node) info(ca string) Info {
 		Hosts: n.hosts, STARTTLS: st, DirectTLS: direct, DataDir: n.dataDir,
 		AdminSocket: n.admin.Path(), CA: ca,
 	}
+	in.S2S, in.S2SDirect = n.s2s.Addrs()
 	if n.metrics != nil {
 		in.Metrics = n.metrics.addr()
 	}
@@ -320,6 +343,9 @@ func (n *node) stop(timeout time.Duration) error {
 	n.stopAccept()
 	if err := n.c2s.Shutdown(sctx); err != nil {
 		n.log.Warn("client connections did not close in time; they were cut", "timeout", timeout.String(), "err", err)
+	}
+	if err := n.s2s.Shutdown(sctx); err != nil {
+		n.log.Warn("server-to-server connections did not close in time; they were cut", "timeout", timeout.String(), "err", err)
 	}
 	stopWeb(n.web, timeout, n.log)
 	if err := n.admin.Close(); err != nil {
@@ -358,13 +384,13 @@ func openStore(ctx context.Context, cfg sections) (store.Store, error) {
 
 // newServer builds the server with every feature of internal/mod, each
 // with its section of f.
-func newServer(f *config.File, cfg sections, st store.Store, log *slog.Logger, version string) (*server.Server, error) {
+func newServer(f *config.File, cfg sections, st store.Store, log *slog.Logger, version string, extra ...server.Feature) (*server.Server, error) {
 	srv, err := server.New(server.Options{
 		Hosts:        cfg.server.Hosts,
 		Admins:       cfg.server.Admins,
 		Store:        st,
 		Logger:       log,
-		Features:     mod.All(),
+		Features:     append(mod.All(), extra...),
 		Config:       f.Section,
 		LoginWorkers: cfg.server.LoginWorkers,
 		Version:      version,
@@ -420,7 +446,7 @@ func Inspect(ctx context.Context, version string) (srv *server.Server, close fun
 	}
 	close = func() error { return errors.Join(st.Close(), os.RemoveAll(dir)) }
 	srv, err = server.New(server.Options{
-		Hosts: []string{"localhost"}, Store: st, Features: mod.All(), Version: version,
+		Hosts: []string{"localhost"}, Store: st, Features: append(mod.All(), inspectS2S()...), Version: version,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"stoa.im/stoa/internal/certs"
 	"stoa.im/stoa/internal/config"
 	"stoa.im/stoa/internal/mod"
+	"stoa.im/stoa/internal/s2s"
 	"stoa.im/stoa/internal/web"
 	"stoa.im/stoa/internal/xmpp/jid"
 )
@@ -138,7 +139,7 @@ func coreSections() []config.Section {
 // core (server, log, storage, tls, metrics), c2s, http, then one section per
 // feature with options, in internal/mod order.
 func Sections() []config.Section {
-	out := append(coreSections(), c2s.Section, web.Section)
+	out := append(coreSections(), c2s.Section, s2s.Section, web.Section)
 	for _, f := range mod.All() {
 		if f.Defaults == nil {
 			continue

@@ -31,6 +31,7 @@ type Service struct {
 	secret []byte
 
 	metrics  *metrics
+	bw       *bandwidthMetrics // bandwidth.go
 	sm       *smMetrics
 	bufs     xml.BufferPool // read buffers shared by idle decoders
 	failIP   *policy.Backoff
@@ -47,16 +48,30 @@ type Service struct {
 
 // New returns a Service; call Listen, then Serve.
 func New(srv *server.Server, cfg Config, cs *certs.Store, secret []byte, log *slog.Logger) *Service {
-	b := cfg.LoginBackoff
+	failIP, failUser := newBackoffs(cfg.LoginBackoff)
 	return &Service{
 		srv: srv, cfg: cfg, certs: cs, secret: secret, log: log.With("feature", "c2s"),
-		metrics:  newMetrics(srv.Registry()),
-		sm:       newSMMetrics(srv.Registry()),
-		failIP:   policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
-		failUser: policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), time.Duration(b.Forget), 100000, time.Now),
-		conns:    make(map[*conn]struct{}),
-		stop:     make(chan struct{}),
+		failIP: failIP, failUser: failUser,
+		metrics: newMetrics(srv.Registry()),
+		bw:      newBandwidthMetrics(srv.Registry()),
+		sm:      newSMMetrics(srv.Registry()),
+		conns:   make(map[*conn]struct{}),
+		stop:    make(chan struct{}),
 	}
+}
+
+// newBackoffs builds the failed-login throttles; a zero base turns them
+// off (nil Backoffs do nothing).
+func newBackoffs(b BackoffConfig) (ip, user *policy.Backoff) {
+	if b.Base <= 0 {
+		return nil, nil
+	}
+	forget := time.Duration(b.Forget)
+	if forget <= 0 {
+		forget = time.Hour
+	}
+	return policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), forget, 100000, time.Now),
+		policy.NewBackoff(time.Duration(b.Base), time.Duration(b.Max), forget, 100000, time.Now)
 }
 
 // Listen opens every configured address. Nothing is served until Serve.

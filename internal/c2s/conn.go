@@ -60,11 +60,11 @@ type conn struct {
 	streamID  string
 	info      server.ConnInfo // what features see of this connection
 	acceptErr error           // a ConnectionAccepted veto, sent after the stream opens
-	state    connState
-	user     string // localpart after auth
-	mech     string // SASL mechanism of the last attempt
-	sess     *server.Session
-	started  time.Time
+	state     connState
+	user      string // localpart after auth
+	mech      string // SASL mechanism of the last attempt
+	sess      *server.Session
+	started   time.Time
 
 	wmu     sync.Mutex // serializes writes to nc
 	qmu     sync.Mutex
@@ -112,6 +112,7 @@ func (c *countingConn) Read(p []byte) (int, error) {
 }
 
 func (svc *Service) newConn(raw net.Conn, direct bool) *conn {
+	raw = shape(raw) // bandwidth limits (bandwidth.go)
 	cr := &countingConn{Conn: raw}
 	cr.limit.Store(int64(svc.cfg.PreAuth.MaxBytes))
 	var remote netip.AddrPort
@@ -134,6 +135,7 @@ func (c *conn) RemoteAddr() netip.AddrPort { return c.remote }
 func (c *conn) serve(ctx context.Context) {
 	defer c.finish(ctx)
 	c.acceptErr = server.Emit(ctx, c.svc.srv, server.ConnectionAccepted, &c.info)
+	c.applyBandwidth()
 	_ = c.raw.SetDeadline(c.started.Add(time.Duration(c.svc.cfg.PreAuth.Timeout)))
 	if c.direct {
 		if err := c.startTLS(); err != nil {
@@ -209,8 +211,8 @@ func (c *conn) stream(ctx context.Context) error {
 	h, err := c.dec.Header()
 	if err != nil {
 		var xe *xml.Error
-		if errors.As(err, &xe) {
-			// We must still open our stream before sending the error.
+		if errors.As(err, &xe) || isTimeout(err) || errors.Is(err, errBudget) {
+			// RFC 6120 §4.9.1.1: open our stream before the error.
 			c.openStream("")
 		}
 		return err
@@ -494,7 +496,10 @@ func (c *conn) saslFailed(err error, user string) error {
 		c.log.Error("authentication error", "err", err)
 		f = &sasl.Failure{Condition: "temporary-auth-failure", Text: "The server could not check your credentials; try again later."}
 	}
-	if f.Condition == "not-authorized" {
+	// Only a wrong password counts towards the throttle: a failure before
+	// any credential was checked (an unsupported channel binding a client
+	// tries first, say) names no user and is not a guess.
+	if f.Condition == "not-authorized" && user != "" {
 		ip := c.remote.Addr().String()
 		c.svc.failIP.Fail(ip)
 		delay := time.Duration(0)
@@ -545,6 +550,7 @@ func (c *conn) authSucceeded(user string, additional []byte) error {
 	c.svc.failUser.Succeed(user + "@" + c.host)
 	c.user = user
 	c.state = stateAuthed
+	c.applyBandwidth() // exemptions and per-account limits now that the user is known
 	c.log.Info("authenticated", "user", user, "host", c.host)
 	c.cr.limit.Store(0)
 	lim := xml.DefaultLimits()

@@ -225,6 +225,7 @@ func (c *conn) finish(ctx context.Context) {
 		c.link.connEnded(context.WithoutCancel(ctx), c, lost)
 		c.log.Info("connection closed", "duration", time.Since(c.started).Round(time.Second).String(), "lost", lost)
 	}
+	c.notifyClosed(ctx) // bandwidth.go
 }
 
 // requeue hands messages that could not be written back to the server,

@@ -9,8 +9,10 @@
 package mod
 
 import (
+	"stoa.im/stoa/internal/mod/accountstate"
 	"stoa.im/stoa/internal/mod/adhoc"
 	"stoa.im/stoa/internal/mod/admin"
+	"stoa.im/stoa/internal/mod/blocking"
 	"stoa.im/stoa/internal/mod/carbons"
 	"stoa.im/stoa/internal/mod/contact"
 	"stoa.im/stoa/internal/mod/csi"
@@ -18,12 +20,14 @@ import (
 	"stoa.im/stoa/internal/mod/firewall"
 	"stoa.im/stoa/internal/mod/invite"
 	"stoa.im/stoa/internal/mod/last"
+	"stoa.im/stoa/internal/mod/limits"
 	"stoa.im/stoa/internal/mod/mam"
 	"stoa.im/stoa/internal/mod/offline"
 	"stoa.im/stoa/internal/mod/ping"
 	"stoa.im/stoa/internal/mod/presence"
 	"stoa.im/stoa/internal/mod/push"
 	"stoa.im/stoa/internal/mod/register"
+	"stoa.im/stoa/internal/mod/reports"
 	"stoa.im/stoa/internal/mod/roster"
 	"stoa.im/stoa/internal/mod/time"
 	"stoa.im/stoa/internal/mod/version"
@@ -83,6 +87,18 @@ func All() []server.Feature {
 		// Service administration from any client (XEP-0133 commands run
 		// by adhoc; only [server] admins see them).
 		admin.Feature,
+
+		// Abuse control. limits holds back floods (connections per
+		// address, sessions per account, bandwidth, stanza rates,
+		// unsolicited messages and contact requests); accountstate
+		// enforces suspensions and restrictions; blocking (XEP-0191)
+		// filters stanzas between users and hands the reports attached
+		// to blocks (XEP-0377) to the reports queue. Their PrioPolicy
+		// hooks run before the firewall's.
+		limits.Feature,
+		accountstate.Feature,
+		blocking.Feature,
+		reports.Feature,
 
 		// The firewall: administrators' rules from files on the local,
 		// remote and deliver chains (docs/firewall.md). Its hooks run at

@@ -95,6 +95,9 @@ func (b *Backoff) remove(el *list.Element) {
 // Wait returns how long key must wait before its next attempt; 0 means it
 // may try now.
 func (b *Backoff) Wait(key string) time.Duration {
+	if b == nil { // a nil Backoff is a throttle that is off
+		return 0
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -109,6 +112,9 @@ func (b *Backoff) Wait(key string) time.Duration {
 
 // Fail records a failure of key.
 func (b *Backoff) Fail(key string) {
+	if b == nil { // a nil Backoff is a throttle that is off
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -130,6 +136,9 @@ func (b *Backoff) Fail(key string) {
 
 // Succeed forgets key's failures.
 func (b *Backoff) Succeed(key string) {
+	if b == nil { // a nil Backoff is a throttle that is off
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if el, ok := b.keys[key]; ok {
@@ -139,6 +148,9 @@ func (b *Backoff) Succeed(key string) {
 
 // Len returns the number of keys tracked.
 func (b *Backoff) Len() int {
+	if b == nil { // a nil Backoff is a throttle that is off
+		return 0
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.keys)

@@ -39,7 +39,7 @@ func TestNameKeyLookAlikes(t *testing.T) {
 		{"paypal", "раураl" /* Cyrillic */, "paypa1", "pay-pal"},
 		{"support", "suppοrt" /* Greek omicron */, "supp0rt", "5upport"},
 		{"bob", "b0b", "bоb" /* Cyrillic о */},
-		{"william", "wiiliam", "wllliam", "vviliam"},
+		{"william", "wiiliam", "wllliam", "vvilliam"},
 		{"modem", "rnodern"},
 		{"dave", "clave"},
 		{"zed", "2ed"},

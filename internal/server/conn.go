@@ -35,6 +35,10 @@ var (
 	// ConnectionAccepted fires when a client connection is accepted,
 	// before any byte is read; a veto closes it with policy-violation.
 	ConnectionAccepted = Event[*ConnInfo]{"connection-accepted"}
+	// ConnectionClosed fires when a connection ended (after its session,
+	// if any, was unbound), for every connection ConnectionAccepted saw,
+	// whether or not a handler vetoed it.
+	ConnectionClosed = Event[*ConnInfo]{"connection-closed"}
 	// Authenticated fires after SASL succeeded and before <success/> is
 	// sent; a veto turns it into a SASL failure (account-disabled) with
 	// the error's text (suspended accounts).

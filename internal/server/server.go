@@ -66,6 +66,7 @@ type Server struct {
 	disco          *Disco
 	streams        streamRegistry
 	commands       commandRegistry
+	services       serviceRegistry
 	adminCmds      adminRegistry
 	reloaders      []func(ctx context.Context)
 	starters       []func(ctx context.Context) func()
@@ -73,6 +74,10 @@ type Server struct {
 	metrics        *metrics
 	loginSem       chan struct{}
 	idSeq          atomic.Uint64
+
+	// Set by the limits feature (bandwidth.go).
+	bandwidth   BandwidthPolicy
+	bandwidthBy string
 
 	runMu   sync.Mutex
 	cancel  context.CancelFunc

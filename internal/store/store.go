@@ -45,6 +45,10 @@ type Store interface {
 	Archive() Archive
 	// Push holds push notification registrations (XEP-0357; push.go).
 	Push() Push
+	// AccountStates, Blocklist and Reports serve abuse control (abuse.go).
+	AccountStates() AccountStates
+	Blocklist() Blocklist
+	Reports() Reports
 	Close() error
 }
 

@@ -103,7 +103,7 @@ type Server struct {
 	ln     net.Listener
 	http   *http.Server
 	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	cancel context.CancelFunc // set by Serve
 }
 
 // New builds the web server; nothing listens until Listen.
@@ -402,7 +402,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 	}
 	var err error
-	if s.http != nil {
+	switch {
+	case s.cancel == nil && s.ln != nil:
+		// Listening but never served: http.Server does not know the
+		// listener.
+		_ = s.ln.Close()
+	case s.http != nil:
 		err = s.http.Shutdown(ctx)
 		if err != nil {
 			_ = s.http.Close()

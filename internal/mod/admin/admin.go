@@ -41,18 +41,23 @@ var Feature = server.Feature{
 	Doc:  "Lets administrators manage accounts from their XMPP client (XEP-0133 ad-hoc commands): add, delete, disable, kick, change passwords, statistics.",
 	XEPs: []server.XEP{{N: 133, Name: "Service Administration", Version: "1.3.1", Status: server.Partial,
 		Note: "add, delete, disable, re-enable users, end sessions, change passwords, user statistics, registered and online user counts and lists; not: rosters, last login, active/idle users, blacklists, announcements, MOTD, welcome, admin list, restart, shutdown"}},
-	Setup: setup,
+	Setup: func(s *server.Setup, _ any) error { return setupWith(s, nil) },
 }
 
 type feature struct {
-	srv    *server.Server
-	st     store.Store
-	log    *slog.Logger
-	states AccountStates
+	srv       *server.Server
+	st        store.Store
+	log       *slog.Logger
+	statesFor func() AccountStates
 }
 
-func setup(s *server.Setup, _ any) error {
-	f := &feature{srv: s.Server(), st: s.Store(), log: s.Logger(), states: accountStates(s)}
+// setupWith registers the commands; states nil finds the account state
+// service on the server when a command needs it (see accountStates).
+func setupWith(s *server.Setup, states func() AccountStates) error {
+	f := &feature{srv: s.Server(), st: s.Store(), log: s.Logger(), statesFor: states}
+	if f.statesFor == nil {
+		f.statesFor = accountStates(s)
+	}
 	cmds := []struct {
 		name, title string
 		h           server.CommandHandler
@@ -227,7 +232,8 @@ func (f *feature) setDisabled(ctx context.Context, req *server.CommandRequest, d
 	if sub == nil {
 		return resp, err
 	}
-	if f.states == nil {
+	states := f.statesFor()
+	if states == nil {
 		return server.CommandFailed("Disabling accounts is not available: the account state feature is not enabled."), nil
 	}
 	js, err := f.accounts(sub.Values("accountjids"), false)
@@ -237,9 +243,9 @@ func (f *feature) setDisabled(ctx context.Context, req *server.CommandRequest, d
 	var done, failed []string
 	for _, j := range js {
 		if disable {
-			err = f.states.Disable(ctx, j, strings.TrimSpace(sub.Value("reason")), actor(req))
+			err = states.Disable(ctx, j, strings.TrimSpace(sub.Value("reason")), actor(req))
 		} else {
-			err = f.states.Enable(ctx, j, actor(req))
+			err = states.Enable(ctx, j, actor(req))
 		}
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v.", j, err))
@@ -339,6 +345,8 @@ func (f *feature) userStats(ctx context.Context, req *server.CommandRequest) (*s
 			ips = append(ips, ip.String())
 		}
 	}
+	slices.Sort(resources)
+	slices.Sort(ips)
 	res := newForm(form.TypeResult, "Statistics of "+j.String(), "").Add(
 		form.Field{Var: "ipaddresses", Type: form.TextMulti, Label: "Addresses of the online sessions", Values: ips},
 		form.Field{Var: "rostersize", Type: form.TextSingle, Label: "Contacts in the roster", Values: []string{strconv.Itoa(len(items))}},
@@ -348,8 +356,8 @@ func (f *feature) userStats(ctx context.Context, req *server.CommandRequest) (*s
 	if !acct.LastLogout.IsZero() {
 		res.Add(form.Field{Var: "lastlogout", Type: form.TextSingle, Label: "Last logout (UTC)", Values: []string{acct.LastLogout.UTC().Format("2006-01-02 15:04:05")}})
 	}
-	if f.states != nil {
-		if st, err := f.states.State(ctx, j); err == nil && st != "" {
+	if states := f.statesFor(); states != nil {
+		if st, err := states.State(ctx, j); err == nil && st != "" {
 			res.Add(form.Field{Var: "state", Type: form.TextSingle, Label: "Account state", Values: []string{st}})
 		}
 	}

@@ -8,7 +8,9 @@ import (
 )
 
 // AccountStates is what disable-user and reenable-user need from the
-// account state service (suspension with a reason, shown at login).
+// account state service (suspension with a reason, shown at login). The
+// account state feature provides it (server.Setup.Provide); admin finds
+// it with server.Find when a command runs.
 type AccountStates interface {
 	// Disable suspends the account and ends its sessions; by is the
 	// admin's bare JID and reason the text the user sees at login.
@@ -20,6 +22,13 @@ type AccountStates interface {
 }
 
 // accountStates finds the account state service.
-func accountStates(s *server.Setup) AccountStates {
-	return nil
+func accountStates(s *server.Setup) func() AccountStates {
+	srv := s.Server()
+	return func() AccountStates {
+		st, ok := server.Find[AccountStates](srv)
+		if !ok {
+			return nil
+		}
+		return st
+	}
 }

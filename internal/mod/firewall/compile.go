@@ -100,6 +100,7 @@ func (r *rule) match(e *eval) bool {
 type ruleset struct {
 	chains [numChains][]*rule
 	rules  int
+	nfiles int     // rule files (not lists)
 	files  []stamp // rule and list files read, for change detection
 	rates  map[string]*policy.Keyed
 }
@@ -170,12 +171,20 @@ func expand(paths []string) ([]string, error) {
 }
 
 // compileFiles reads and compiles the rule files. It returns every error
-// found, each naming its file and line; on error nothing is returned, so
-// the running rules stay in place.
+// found, each naming its file and line; on error no ruleset is returned,
+// so the running rules stay in place.
 func compileFiles(paths []string, rateKeys int, now func() time.Time, old *ruleset) (*ruleset, error) {
+	rs, _, err := compileFilesStamps(paths, rateKeys, now, old)
+	return rs, err
+}
+
+// compileFilesStamps is compileFiles that also returns the versions of
+// the files it read (rules and lists), even on error, so that a change to
+// any of them (a missing list file created) triggers the next load.
+func compileFilesStamps(paths []string, rateKeys int, now func() time.Time, old *ruleset) (*ruleset, []stamp, error) {
 	files, err := expand(paths)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := &compiler{
 		rateKeys: rateKeys, now: now, old: old,
@@ -192,9 +201,10 @@ func compileFiles(paths []string, rateKeys int, now func() time.Time, old *rules
 		c.file(path, string(src))
 	}
 	if len(c.errs) > 0 {
-		return nil, errors.Join(c.errs...)
+		return nil, c.rs.files, errors.Join(c.errs...)
 	}
-	return c.rs, nil
+	c.rs.nfiles = len(files)
+	return c.rs, c.rs.files, nil
 }
 
 // compileSource compiles one file's text (tests, `check`).

@@ -70,19 +70,10 @@ type Sanctions interface {
 	State(ctx context.Context, account jid.JID) (string, error)
 }
 
-// Report is an abuse report the firewall files about a stanza's sender.
-type Report struct {
-	Offender jid.JID      // the sender (bare JID)
-	Category string       // spam, abuse or other
-	Text     string       // the rule's text
-	Rule     string       // rule name and file:line
-	Evidence *xml.Element // the stanza
-}
-
 // Reports files reports into the administrators' queue: the reports
-// feature provides it.
+// feature provides it (the method of server.AbuseReport's doc).
 type Reports interface {
-	File(ctx context.Context, r Report) error
+	FileReport(ctx context.Context, r *server.AbuseReport) (id int64, err error)
 }
 
 // Deps are the services actions use; a nil member makes its actions log
@@ -174,7 +165,7 @@ func setupWith(s *server.Setup, cfg any, o options) error {
 				return server.AdminResult{}, err
 			}
 			rs := f.rules.Load()
-			return server.AdminResult{Message: fmt.Sprintf("firewall: %d rules loaded from %d files", rs.rules, len(f.seenRules))}, nil
+			return server.AdminResult{Message: fmt.Sprintf("firewall: %d rules in service from %d file(s)", rs.rules, rs.nfiles)}, nil
 		},
 	})
 	return nil
@@ -197,14 +188,12 @@ func (f *feature) load(trigger string) error {
 	f.reloadMu.Lock()
 	defer f.reloadMu.Unlock()
 	old := f.rules.Load()
-	rs, err := compileFiles(f.cfg.Files, f.cfg.RateKeys, f.now, old)
+	rs, stamps, err := compileFilesStamps(f.cfg.Files, f.cfg.RateKeys, f.now, old)
 	f.seenRules, _ = expand(f.cfg.Files)
+	// Remember what was read, so that polling reloads when one of these
+	// files changes, and does not report the same errors again before.
+	f.seen = stamps
 	if err != nil {
-		// Remember what was read, so that polling does not report the
-		// same errors again until a file changes.
-		if old != nil {
-			f.seen = f.stampsNow(old.files)
-		}
 		f.m.reloads.WithLabelValues("error").Inc()
 		if old == nil {
 			return fmt.Errorf("firewall: %w", err)
@@ -213,33 +202,15 @@ func (f *feature) load(trigger string) error {
 			"trigger", trigger, "err", err.Error())
 		return err
 	}
-	f.seen = rs.files
 	f.attachCounters(rs)
 	f.rules.Store(rs)
 	f.m.reloads.WithLabelValues("ok").Inc()
 	f.m.rules.Set(float64(rs.rules))
 	if old != nil || rs.rules > 0 {
-		f.log.Info("firewall rules loaded", "trigger", trigger, "rules", rs.rules, "files", len(f.seenRules),
+		f.log.Info("firewall rules loaded", "trigger", trigger, "rules", rs.rules, "files", rs.nfiles,
 			"local", len(rs.chains[chainLocal]), "remote", len(rs.chains[chainRemote]), "deliver", len(rs.chains[chainDeliver]))
 	}
 	return nil
-}
-
-// stampsNow returns the current stamps of the files the failed load read
-// (the old rules' files plus the configured rule files).
-func (f *feature) stampsNow(prev []stamp) []stamp {
-	var out []stamp
-	seen := map[string]bool{}
-	for _, p := range f.seenRules {
-		out = append(out, statFile(p))
-		seen[p] = true
-	}
-	for _, s := range prev {
-		if !seen[s.path] {
-			out = append(out, statFile(s.path))
-		}
-	}
-	return out
 }
 
 // changed reports whether a rule or list file changed since the last
@@ -440,14 +411,30 @@ func (f *feature) report(e *eval, r *rule, a action) error {
 	if text == "" {
 		text = "Matched the firewall rule " + r.name + "."
 	}
-	err := svc.File(e.ctx, Report{
-		Offender: e.st.From.Bare(), Category: a.cat, Text: text,
-		Rule: r.name + " (" + r.pos.String() + ")", Evidence: e.st.El.Copy(),
+	reporter, err := jid.Parse(f.hostFor(e.st))
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	_, err = svc.FileReport(e.ctx, &server.AbuseReport{
+		Reporter: reporter, Offender: e.st.From.Bare(), Reason: a.cat, Text: text,
+		Evidence: e.st.El.Copy(), Source: "firewall " + r.name + " (" + r.pos.String() + ")",
 	})
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// hostFor returns the hosted domain a stanza concerns: the recipient's,
+// else the sender's, else the first host. The server's reports and
+// notifications come from it.
+func (f *feature) hostFor(st *server.Stanza) string {
+	for _, j := range []jid.JID{st.To, st.From} {
+		if !j.IsZero() && f.srv.Host(j.Domain()) != nil {
+			return j.Domain()
+		}
+	}
+	return f.srv.Hosts()[0]
 }
 
 // notify sends the administrators a message about the match, at most
@@ -463,13 +450,7 @@ func (f *feature) notify(e *eval, r *rule, a action) error {
 		return nil
 	}
 	st := e.st
-	host := f.srv.Hosts()[0]
-	for _, j := range []jid.JID{st.To, st.From} {
-		if !j.IsZero() && f.srv.Host(j.Domain()) != nil {
-			host = j.Domain()
-			break
-		}
-	}
+	host := f.hostFor(st)
 	var b strings.Builder
 	fmt.Fprintf(&b, "Firewall rule %s (%s) matched a %s (%s) on the %s chain from %s to %s", r.name, r.pos, st.Kind, e.stanzaType(), e.chain, st.From, st.To)
 	if e.ip.IsValid() {

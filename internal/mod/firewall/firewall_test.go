@@ -26,7 +26,7 @@ import (
 type fakeDeps struct {
 	mu      sync.Mutex
 	calls   []string
-	reports []Report
+	reports []*server.AbuseReport
 	states  map[string]string
 }
 
@@ -50,11 +50,11 @@ func (d *fakeDeps) State(_ context.Context, j jid.JID) (string, error) {
 	return d.states[j.String()], nil
 }
 
-func (d *fakeDeps) File(_ context.Context, r Report) error {
+func (d *fakeDeps) FileReport(_ context.Context, r *server.AbuseReport) (int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reports = append(d.reports, r)
-	return nil
+	return int64(len(d.reports)), nil
 }
 
 // syncBuffer is a log destination safe for concurrent writes.
@@ -148,7 +148,10 @@ func newEnv(t *testing.T, rules string, files map[string]string, cfgMod ...func(
 		Logger: slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	for _, u := range []string{"alice", "bob", "admin"} {
-		e.AddUser(u+"@localhost", "secret")
+		// Straight into the store: no password hashing, which is slow under -race.
+		if err := st.Accounts().Create(context.Background(), u+"@localhost", store.Credentials{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.alice, e.bob, e.admin = e.Bind("alice@localhost/r"), e.Bind("bob@localhost/r"), e.Bind("admin@localhost/r")
 	return e
@@ -437,8 +440,8 @@ func TestActions(t *testing.T) {
 			t.Fatalf("reports = %v", e.deps.reports)
 		}
 		r := e.deps.reports[0]
-		if r.Offender.String() != "m@remote.example" || r.Category != "abuse" || r.Text != "Link spam." ||
-			!strings.HasPrefix(r.Rule, "links (") || r.Evidence.ChildText(xml.NSClient, "body") != "http://spam" {
+		if r.Offender.String() != "m@remote.example" || r.Reporter.String() != "localhost" || r.Reason != "abuse" || r.Text != "Link spam." ||
+			!strings.HasPrefix(r.Source, "firewall links (") || r.Evidence.ChildText(xml.NSClient, "body") != "http://spam" {
 			t.Errorf("report = %+v", r)
 		}
 	})
@@ -594,6 +597,22 @@ func TestReload(t *testing.T) {
 	}
 	if got := e.send(e.alice, "", body); got != dropped {
 		t.Errorf("after list change: %s", got)
+	}
+
+	// A list file that does not exist yet: refused; creating it is a change.
+	e.write("rules.conf", "list later file later.txt\nrule r on local\n if from-domain in later\n then drop\n")
+	if err := f.load("test"); err == nil || !strings.Contains(err.Error(), "later.txt") {
+		t.Fatalf("load with a missing list: %v", err)
+	}
+	if f.changed() {
+		t.Error("changed() without a change after a failed load")
+	}
+	e.write("later.txt", "example.net\n")
+	if !f.changed() {
+		t.Fatal("changed() missed the creation of the missing list file")
+	}
+	if err := f.load("test"); err != nil {
+		t.Fatal(err)
 	}
 }
 

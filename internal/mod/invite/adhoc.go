@@ -38,7 +38,11 @@ func resultForm(c Created) *form.Form {
 	if c.Landing != "" {
 		rf.Add(form.Field{Var: "landing-url", Type: form.TextSingle, Label: "Invitation web page", Values: []string{c.Landing}})
 	}
-	rf.Add(form.Field{Var: "expire", Type: form.TextSingle, Label: "Valid until", Values: []string{c.Invite.Expires.UTC().Format(time.RFC3339)}})
+	// The examples of XEP-0401 say "expire", its field registry
+	// "expiry": both are sent.
+	exp := c.Invite.Expires.UTC().Format(time.RFC3339)
+	rf.Add(form.Field{Var: "expire", Type: form.TextSingle, Label: "Valid until", Values: []string{exp}})
+	rf.Add(form.Field{Var: "expiry", Type: form.TextSingle, Label: "Valid until", Values: []string{exp}})
 	return rf
 }
 

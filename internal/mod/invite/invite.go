@@ -62,7 +62,7 @@ var Feature = server.Feature{
 	Name: "invite",
 	Doc:  "Invitations: account and contact invitation links (xmpp: URIs and web landing pages) with quotas and expiry, invitation tokens for sign-up, and password-reset links.",
 	XEPs: []server.XEP{
-		{N: 401, Name: "Ad-hoc Account Invitation Generation", Version: "0.5.0", Status: server.Complete},
+		{N: 401, Name: "Ad-hoc Account Invitation Generation", Version: "0.6.0", Status: server.Complete},
 		{N: 379, Name: "Pre-Authenticated Roster Subscription", Version: "0.3.3", Status: server.Complete,
 			Note: "server side: the inviter's server approves and subscribes back"},
 		{N: 445, Name: "Pre-Authenticated In-Band Registration", Version: "0.2.0", Status: server.Complete},

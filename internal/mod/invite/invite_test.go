@@ -343,8 +343,10 @@ func TestContactInvitationSignUp(t *testing.T) {
 	if l := resp.Form.Value("landing-url"); !strings.HasPrefix(l, publicURL+"/invite/") {
 		t.Errorf("landing-url = %q", l)
 	}
-	if _, err := time.Parse(time.RFC3339, resp.Form.Value("expire")); err != nil {
-		t.Errorf("expire %q is not a XEP-0082 DateTime: %v", resp.Form.Value("expire"), err)
+	for _, f := range []string{"expire", "expiry"} {
+		if _, err := time.Parse(time.RFC3339, resp.Form.Value(f)); err != nil {
+			t.Errorf("%s %q is not a XEP-0082 DateTime: %v", f, resp.Form.Value(f), err)
+		}
 	}
 	tok := tokenOf(t, resp)
 	if err := register(e, "juliet@localhost", tok); err != nil {
@@ -421,9 +423,10 @@ func TestPreauthIQ(t *testing.T) {
 		{"unknown", NewToken(), "set", stanza.ItemNotFound},
 		{"reset link", reset, "set", stanza.ItemNotFound},
 		{"get", good, "get", stanza.BadRequest},
+		{"no TLS", good, "set", stanza.PolicyViolation},
 	}
 	for _, tc := range tests {
-		c := &server.ConnInfo{Host: "localhost", TLS: true, Remote: netip.MustParseAddrPort("192.0.2.1:5000")}
+		c := &server.ConnInfo{Host: "localhost", TLS: tc.name != "no TLS", Remote: netip.MustParseAddrPort("192.0.2.1:5000")}
 		iq := servertest.Parse(t, `<iq type='`+tc.typ+`' id='p'><preauth xmlns='urn:xmpp:pars:0' token='`+tc.token+`'/></iq>`)
 		_, err := h(e.Ctx, c, iq)
 		var se *stanza.Error
@@ -439,7 +442,7 @@ func TestPreauthIQ(t *testing.T) {
 		}
 	}
 	// The token kept on the connection is used by the in-band sign-up.
-	c := &server.ConnInfo{Host: "localhost", Invite: good, InviteAt: time.Now()}
+	c := &server.ConnInfo{Host: "localhost", TLS: true, Invite: good, InviteAt: time.Now()}
 	err := e.Srv.Register(e.Ctx, &server.Registration{JID: jid.MustParse("ibr@localhost"), Password: "a good password", Method: "inband", Conn: c})
 	if err != nil {
 		t.Fatalf("in-band sign-up with the connection's token: %v", err)

@@ -31,10 +31,16 @@ func (f *feature) setupRegistration(s *server.Setup) {
 	server.On(s, server.UserRegistering, RegisteringPriority, f.registering)
 	server.On(s, server.UserRegistered, server.PrioFeature, f.registered)
 	server.On(s, server.RegistrationFailed, server.PrioFeature, f.failed)
-	// XEP-0445: offered on every stream before authentication; the
-	// in-band registration feature decides whether registration itself
-	// is open.
-	s.PreAuthFeature(func(*server.ConnInfo) *xml.Element { return xml.New(nsIBRToken, "register") })
+	// XEP-0445: offered on every encrypted stream before
+	// authentication; the register feature decides whether registration
+	// itself is open (invitations work in its invite, approval and open
+	// modes).
+	s.PreAuthFeature(func(c *server.ConnInfo) *xml.Element {
+		if !c.TLS {
+			return nil // tokens are secrets: not before TLS
+		}
+		return xml.New(nsIBRToken, "register")
+	})
 	s.PreAuthIQ(nsPARS, f.preauth)
 }
 
@@ -51,6 +57,9 @@ func errInvalid() *server.Refusal {
 func (f *feature) preauth(ctx context.Context, c *server.ConnInfo, iq *xml.Element) (*xml.Element, error) {
 	if iq.Attr("type") != "set" {
 		return nil, stanza.NewError(stanza.BadRequest, "Send the invitation token with an IQ of type set.")
+	}
+	if !c.TLS {
+		return nil, stanza.NewError(stanza.PolicyViolation, "Encryption is required: start TLS before sending an invitation token.")
 	}
 	p := iq.Child(nsPARS, "preauth")
 	if p == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"stoa.im/stoa/internal/config"
+	"stoa.im/stoa/internal/mod/carbons"
 	"stoa.im/stoa/internal/mod/offline"
 	"stoa.im/stoa/internal/mod/presence"
 	"stoa.im/stoa/internal/mod/roster"
@@ -587,5 +588,49 @@ func TestBackpressure(t *testing.T) {
 	rs, _ := mamQuery(t, bob, "", "<set xmlns='http://jabber.org/protocol/rsm'><max>1000</max></set>")
 	if len(rs) != delivered || delivered != sent-1 {
 		t.Errorf("bob received %d of %d messages and his archive has %d", delivered, sent, len(rs))
+	}
+}
+
+// TestCarbonsCarryStanzaID checks the hook order with carbons: the sent
+// copy carries the sender's stanza-id, the received copy the
+// recipient's, and the recipient never sees the sender's.
+func TestCarbonsCarryStanzaID(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	se := servertest.New(t, st, []server.Feature{roster.Feature, presence.Feature, offline.Feature, Feature, carbons.Feature},
+		map[string]any{"mam": testConfig()})
+	se.AddUser("alice@localhost", "pw")
+	se.AddUser("bob@localhost", "pw")
+	e := &env{Env: se, st: st}
+	a1 := e.online("alice@localhost/one")
+	a2 := e.online("alice@localhost/two")
+	b1 := e.online("bob@localhost/one")
+	b2 := e.online("bob@localhost/two")
+	for _, c := range []*servertest.Client{a2, b2} {
+		c.SendXML(`<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
+		c.Expect(servertest.Name("iq", "id", "c"))
+	}
+	a1.SendXML(`<message to='bob@localhost/one' type='chat'><body>hi</body></message>`)
+	orig := stanzaIDs(b1.Expect(isMessage))
+	if len(orig) != 1 || orig["bob@localhost"] == "" {
+		t.Errorf("bob got stanza-ids %v", orig)
+	}
+	carbonIDs := func(c *servertest.Client, dir string) map[string]string {
+		m := c.Expect(isMessage)
+		w := m.Child("urn:xmpp:carbons:2", dir)
+		if w == nil {
+			t.Fatalf("%s: not a %s carbon: %v", c.JID, dir, m)
+		}
+		return stanzaIDs(w.Child(nsForward, "forwarded").Child(xml.NSClient, "message"))
+	}
+	if ids := carbonIDs(a2, "sent"); len(ids) != 1 || ids["alice@localhost"] == "" {
+		t.Errorf("sent carbon stanza-ids %v, want alice's", ids)
+	}
+	if ids := carbonIDs(b2, "received"); len(ids) != 1 || ids["bob@localhost"] != orig["bob@localhost"] {
+		t.Errorf("received carbon stanza-ids %v, want bob's %v", ids, orig)
 	}
 }

@@ -165,6 +165,9 @@ func (w *writer) drain(ctx context.Context) {
 		w.mu.Unlock()
 
 		if err := w.write(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return // shutting down: the final drain writes them
+			}
 			w.metrics.writeErrors.Inc()
 			w.log.Error("writing to the archive failed; retrying", "messages", n, "retry_in", pause.String(), "err", err)
 			select {

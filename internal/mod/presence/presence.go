@@ -124,6 +124,9 @@ func check(el *xml.Element) (int, *stanza.Error) {
 	if show := el.Child(xml.NSClient, "show"); show != nil {
 		switch strings.TrimSpace(show.AllText()) {
 		case "away", "chat", "dnd", "xa":
+		case "":
+			// COMPAT(go-xmpp 0.3.6, go-sendxmpp): they send an empty
+			// <show/>; treat it as absent (plain available).
 		default:
 			return 0, stanza.Errorf(stanza.BadRequest, "%q is not a valid show value (away, chat, dnd or xa).", show.AllText())
 		}

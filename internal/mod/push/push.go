@@ -509,26 +509,26 @@ func (f *feature) publishOne(ctx context.Context, j job, r store.PushRegistratio
 	case err != nil && ctx.Err() != nil:
 		return // shutting down
 	case err != nil && errors.Is(err, context.DeadlineExceeded):
-		f.metrics.notifications.WithLabelValues("timeout").Inc()
 		f.failed(ctx, j, r, false, "timeout")
+		f.metrics.notifications.WithLabelValues("timeout").Inc()
 	case err != nil:
 		f.log.Error("sending a push notification failed", "jid", j.owner, "service", r.Service, "err", err)
 	case res.Attr("type") == "result":
-		f.metrics.notifications.WithLabelValues("ok").Inc()
 		f.log.Debug("push notification sent", "jid", j.owner, "service", r.Service, "node", r.Node, "count", j.count)
 		if r.Errors > 0 {
 			if err := f.st.Push().SetErrors(ctx, j.owner, r.Service, r.Node, 0); err != nil {
 				f.log.Warn("resetting the push error count failed", "jid", j.owner, "err", err)
 			}
 		}
+		f.metrics.notifications.WithLabelValues("ok").Inc()
 	default:
-		f.metrics.notifications.WithLabelValues("error").Inc()
 		e := stanza.ParseError(res)
 		cond, typ := "undefined-condition", stanza.ErrorType("cancel")
 		if e != nil {
 			cond, typ = string(e.Condition), e.Type
 		}
 		f.failed(ctx, j, r, permanent(stanza.Condition(cond), typ), cond)
+		f.metrics.notifications.WithLabelValues("error").Inc()
 	}
 }
 

@@ -288,10 +288,7 @@ func TestErrorsDisable(t *testing.T) {
 			for i := range tc.before {
 				bob.SendXML(`<message to='alice@localhost' type='chat'><body>hi</body></message>`)
 				answer(app, app.Expect(isPublish), tc.err)
-				waitFor(t, "the error to be recorded", func() bool {
-					l := regs(t, env)
-					return len(l) == 0 || l[0].Errors == i+1
-				})
+				waitFor(t, "the error to be handled", func() bool { return metric(t, env, "stoa_push_notifications_total", "error") == float64(i+1) })
 			}
 			if l := regs(t, env); len(l) != 0 {
 				t.Fatalf("registration kept after %d errors: %+v", tc.before, l)
@@ -314,14 +311,16 @@ func TestErrorsDisable(t *testing.T) {
 	app := env.Bind(appJID)
 	bob := env.Bind("bob@localhost/pc")
 	wait := `<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>`
-	for _, e := range []string{wait, "", wait} {
+	for i, e := range []string{wait, "", wait} {
 		bob.SendXML(`<message to='alice@localhost' type='chat'><body>hi</body></message>`)
 		answer(app, app.Expect(isPublish), e)
+		waitFor(t, "the answer to be handled", func() bool {
+			return metric(t, env, "stoa_push_notifications_total", "error")+metric(t, env, "stoa_push_notifications_total", "ok") == float64(i+1)
+		})
 	}
-	waitFor(t, "the error to be recorded", func() bool {
-		l := regs(t, env)
-		return len(l) == 1 && l[0].Errors == 1
-	})
+	if l := regs(t, env); len(l) != 1 || l[0].Errors != 1 {
+		t.Errorf("after error, success, error: %+v, want one registration with 1 error", l)
+	}
 }
 
 // TestUnreachableService: a service that does not exist is disabled; one
@@ -394,16 +393,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // triggered is the value of stoa_push_triggered_total.
 func triggered(t *testing.T, env *servertest.Env) float64 {
+	return metric(t, env, "stoa_push_triggered_total", "")
+}
+
+// metric returns a counter's value (for the label value result when not
+// empty; 0 when that series does not exist yet).
+func metric(t *testing.T, env *servertest.Env, name, result string) float64 {
 	t.Helper()
 	mfs, err := env.Srv.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "stoa_push_triggered_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if result == "" || (len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() == result) {
+				return m.GetCounter().GetValue()
+			}
 		}
 	}
-	t.Fatal("stoa_push_triggered_total is not registered")
 	return 0
 }

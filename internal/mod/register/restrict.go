@@ -16,8 +16,8 @@ import (
 
 // New accounts are restricted for a while after sign-up, and, in
 // approval mode, until an admin approves them: messages with a body to
-// addresses outside the account's roster and subscription requests are
-// limited per hour. The restriction is stored with the account (KV key
+// addresses that are not contacts (no subscription either way) and
+// subscription requests are limited per hour. The restriction is stored with the account (KV key
 // kvRestriction, so it goes with the account) and read once per session
 // at bind; the per-stanza check reads the session's copy.
 
@@ -132,8 +132,13 @@ func (r *restrictions) hook(ctx context.Context, st *server.Stanza) server.Resul
 			st.To.Local() == "" || st.To.Bare() == self {
 			return server.Next
 		}
-		if _, err := r.f.srv.Store().Roster().Get(ctx, self.String(), st.To.Bare().String()); err == nil {
-			return server.Next
+		// A contact counts once a subscription exists either way: a
+		// pending request alone (which puts the address in the roster)
+		// does not make a stranger a contact.
+		if item, err := r.f.srv.Store().Roster().Get(ctx, self.String(), st.To.Bare().String()); err == nil {
+			if item.Subscription != store.SubNone {
+				return server.Next
+			}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			r.f.log.Warn("roster lookup for a restricted account failed; letting the message through", "jid", self.String(), "err", err)
 			return server.Next

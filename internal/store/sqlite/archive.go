@@ -39,6 +39,15 @@ type archiveState struct {
 
 	wmu  sync.Mutex         // held by archive write transactions
 	days map[int64]struct{} // existing day tables; guarded by wmu
+
+	readsOnce sync.Once
+	reads     *stmtCache // statements on day tables, on the read pool
+}
+
+// readCache returns the statement cache of the read pool.
+func (a *archiveState) readCache(db *sql.DB) *stmtCache {
+	a.readsOnce.Do(func() { a.reads = newStmtCache(db) })
+	return a.reads
 }
 
 // openArchive loads the id key, the list of day tables and the highest
@@ -390,10 +399,12 @@ func ceilMilli(t time.Time) int64 {
 	return ms
 }
 
-// querier runs one query against an archive inside a read transaction.
+// querier runs one query against an archive. It reads without a
+// transaction: the one write that could interfere, dropping a day table,
+// only removes messages that expired, and a dropped table reads as empty.
 type querier struct {
 	a         archive
-	t         tx
+	c         *stmtCache
 	oid       int64
 	days      []int64
 	counts    map[int64]int64
@@ -427,11 +438,7 @@ func (q *querier) exists(ctx context.Context, seq int64) (bool, error) {
 		return false, nil
 	}
 	var one int
-	err := q.t.queryRow(ctx, `SELECT 1 FROM `+partTable(d)+` WHERE id = ? AND owner = ?`, seq, q.oid).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
+	return q.c.queryRow(ctx, d, `SELECT 1 FROM `+partTable(d)+` WHERE id = ? AND owner = ?`, []any{seq, q.oid}, &one)
 }
 
 // id decodes an ID given by the client and checks it is in the archive.
@@ -466,8 +473,8 @@ func (q *querier) count(ctx context.Context, r seqRange) (int, error) {
 			continue
 		}
 		var n int
-		err := q.t.queryRow(ctx, `SELECT COUNT(*) FROM `+partTable(d)+` INDEXED BY `+q.index(d)+
-			` WHERE `+where+` AND id BETWEEN ? AND ?`, append(args, r.lo, r.hi)...).Scan(&n)
+		_, err := q.c.queryRow(ctx, d, `SELECT COUNT(*) FROM `+partTable(d)+` INDEXED BY `+q.index(d)+
+			` WHERE `+where+` AND id BETWEEN ? AND ?`, append(args, r.lo, r.hi), &n)
 		if err != nil {
 			return 0, err
 		}
@@ -498,10 +505,13 @@ func (q *querier) fetch(ctx context.Context, r seqRange, limit int, backward boo
 		if !r.touchesDay(d) {
 			continue
 		}
-		rows, err := q.t.query(ctx, `SELECT id, with_bare, with_res, stanza FROM `+partTable(d)+` INDEXED BY `+q.index(d)+
+		rows, err := q.c.query(ctx, d, `SELECT id, with_bare, with_res, stanza FROM `+partTable(d)+` INDEXED BY `+q.index(d)+
 			` WHERE `+where+` AND id BETWEEN ? AND ? ORDER BY id `+order+` LIMIT ?`, append(args, r.lo, r.hi, limit-len(out))...)
 		if err != nil {
 			return nil, err
+		}
+		if rows == nil {
+			continue // dropped meanwhile
 		}
 		for rows.Next() {
 			var (
@@ -559,15 +569,17 @@ func (a archive) Query(ctx context.Context, owner string, qr store.ArchiveQuery)
 	if len(qr.IDs) > maxIDs {
 		return page, fmt.Errorf("sqlite: querying the archive of %q: %d ids asked, at most %d", owner, len(qr.IDs), maxIDs)
 	}
-	err := a.s.r.run(ctx, true, func(t tx) error {
-		page = store.ArchivePage{}
-		q := &querier{a: a, t: t}
-		var err error
-		if q.oid, err = ownerID(ctx, t, owner, false); err != nil {
+	cache := a.s.arc.readCache(a.s.r.db)
+	cache.use.RLock()
+	defer cache.use.RUnlock()
+	err := func() error {
+		q := &querier{a: a, c: cache}
+		err := a.s.r.queryRow(ctx, qArchOwnerID, owner).Scan(&q.oid)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		if q.oid != 0 {
-			if q.days, q.counts, err = ownerDays(ctx, t, q.oid); err != nil {
+			if q.days, q.counts, err = ownerDays(ctx, a.s.r, q.oid); err != nil {
 				return err
 			}
 		} else {
@@ -690,7 +702,7 @@ func (a archive) Query(ctx context.Context, owner string, qr store.ArchiveQuery)
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return store.ArchivePage{}, fmt.Errorf("sqlite: querying the archive of %q: %w", owner, err)
 	}
@@ -915,7 +927,10 @@ DELETE FROM archive_partitions WHERE day = `+fmt.Sprint(d)+`;`)
 			return 0, false, nil, fmt.Errorf("dropping %s: %w", partTable(d), err)
 		}
 		more := len(days) > 1 && firstSeqOfDay(days[1]) < before
-		return int(n), more, func() { delete(a.s.arc.days, d) }, nil
+		return int(n), more, func() {
+			delete(a.s.arc.days, d)
+			a.s.arc.readCache(a.s.r.db).forgetDay(d)
+		}, nil
 	}
 	// The cut-off falls inside the oldest day: delete a batch of it.
 	p := partTable(d)

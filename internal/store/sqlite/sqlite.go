@@ -120,6 +120,7 @@ func writeQueries() []string {
 		qRosterUpsert, qRosterDelete, qRosterBump, qPendingAdd, qPendingRemove,
 		qOfflinePush, qOfflinePushQuota,
 		qKVPut, qKVDelete,
+		qArchOwnerID, qArchOwnerCreate, qArchCountAdd, qArchCountSub, qArchCountClean, qArchHighSeq, qArchTotal, qArchOwnerDays, qArchPrefsPut,
 	}
 }
 
@@ -129,6 +130,7 @@ func readQueries() []string {
 		qRosterVersion, qRosterItems, qRosterGet, qPendingList,
 		qOfflineList, qOfflineCount,
 		qKVGet,
+		qArchOwnerID, qArchOwnerDays, qArchPrefsGet,
 	}
 }
 

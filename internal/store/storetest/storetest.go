@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Offline/QuotaConcurrent", testOfflineQuotaConcurrent},
 		{"KV", testKV},
 		{"Push", testPush},
+		{"Abuse", testAbuse},
 		{"Registration", testRegistration},
 		{"Invites", testInvites},
 		{"Isolation", testIsolation},

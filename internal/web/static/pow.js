@@ -107,7 +107,7 @@
     if (!ch || ch.algorithm !== 'SHA-256') return;
     var status = document.getElementById('pow-status');
     var field = document.getElementById('pow');
-    var button = document.getElementById('submit');
+    var button = document.getElementById('send');
     var shown = now();
     var solved = false, wanted = false, sending = false;
     function say(which) { status.textContent = status.getAttribute('data-' + which); }
@@ -120,7 +120,9 @@
       }
       sending = true;
       say('sending');
-      form.submit(); // does not fire 'submit' again
+      // Not form.submit: a control named 'submit' would shadow it. This
+      // does not fire 'submit' again.
+      HTMLFormElement.prototype.submit.call(form);
     }
     form.addEventListener('submit', function (ev) {
       ev.preventDefault();
