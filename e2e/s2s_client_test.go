@@ -130,7 +130,10 @@ func tryDialX(t *testing.T, l xlogin) (*xclient, error) {
 	}
 	// Old-style session establishment (ejabberd 23.01 still wants it
 	// for some clients; harmless elsewhere), then initial presence.
-	c.conn.Write([]byte("<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq><presence/>"))
+	// The roster request makes the session an "interested resource"
+	// (RFC 6121 §2.1.6): servers push subscription changes only to those.
+	c.conn.Write([]byte("<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>" +
+		"<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq><presence/>"))
 	_ = c.conn.SetDeadline(time.Time{})
 	go c.read(dec)
 	return c, nil

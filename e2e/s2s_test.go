@@ -530,12 +530,16 @@ func TestFederationInterop(t *testing.T) {
 		peerAddr  string
 		peer      string
 		mechanism string // what stoa's metrics must show for the peer
+		// The peer sends first, so it opens the first connection (with
+		// Prosody's bidi, the only one), and stoa authenticates it.
+		remoteFirst bool
+		checkIn     bool // stoa's metrics must show an incoming authentication too
 	}{
-		{"prosody, valid certificates (SASL EXTERNAL)", f.stoa, "stoa.test", ipProsody + ":5222", "prosody.test", "external"},
-		{"prosody, dialback", f.dialback, "dialback.test", ipProsody + ":5222", "prosody.test", "dialback"},
-		{"ejabberd, valid certificates (SASL EXTERNAL)", f.stoa, "stoa.test", ipEjabberd + ":5222", "ejabberd.test", "external"},
-		{"ejabberd, dialback", f.dialback, "dialback.test", ipEjabberd + ":5222", "ejabberd.test", "dialback"},
-		{"stoa, valid certificates (SASL EXTERNAL)", f.stoa, "stoa.test", "", "stoa2.test", "external"},
+		{"prosody, valid certificates (SASL EXTERNAL)", f.stoa, "stoa.test", ipProsody + ":5222", "prosody.test", "external", false, false},
+		{"prosody, dialback", f.dialback, "dialback.test", ipProsody + ":5222", "prosody.test", "dialback", true, true},
+		{"ejabberd, valid certificates (SASL EXTERNAL)", f.stoa, "stoa.test", ipEjabberd + ":5222", "ejabberd.test", "external", false, true},
+		{"ejabberd, dialback", f.dialback, "dialback.test", ipEjabberd + ":5222", "ejabberd.test", "dialback", true, true},
+		{"stoa, valid certificates (SASL EXTERNAL)", f.stoa, "stoa.test", "", "stoa2.test", "external", false, false},
 	}
 	for i, p := range peers {
 		t.Run(p.name, func(t *testing.T) {
@@ -551,10 +555,21 @@ func TestFederationInterop(t *testing.T) {
 			}
 			aliceJID := "alice@" + p.domain
 			// Messages both ways.
-			alice.send(fmt.Sprintf("<message to='%s' type='chat' id='a%d'><body>hello %s from stoa</body></message>", bobJID, i, p.peer))
-			bob.wait("alice's message", stanzaMatch("message", aliceJID, "chat", "hello "+p.peer+" from stoa"))
-			bob.send(fmt.Sprintf("<message to='%s' type='chat' id='b%d'><body>hello stoa from %s</body></message>", aliceJID, i, p.peer))
-			alice.wait("bob's message", stanzaMatch("message", bobJID, "chat", "hello stoa from "+p.peer))
+			toBob := func() {
+				alice.send(fmt.Sprintf("<message to='%s' type='chat' id='a%d'><body>hello %s from stoa</body></message>", bobJID, i, p.peer))
+				bob.wait("alice's message", stanzaMatch("message", aliceJID, "chat", "hello "+p.peer+" from stoa"))
+			}
+			toAlice := func() {
+				bob.send(fmt.Sprintf("<message to='%s' type='chat' id='b%d'><body>hello stoa from %s</body></message>", aliceJID, i, p.peer))
+				alice.wait("bob's message", stanzaMatch("message", bobJID, "chat", "hello stoa from "+p.peer))
+			}
+			if p.remoteFirst {
+				toAlice()
+				toBob()
+			} else {
+				toBob()
+				toAlice()
+			}
 			// alice subscribes to bob's presence; bob approves.
 			alice.send(fmt.Sprintf("<presence to='%s' type='subscribe'/>", bobJID))
 			bob.wait("alice's subscription request", stanzaMatch("presence", aliceJID, "subscribe", ""))
@@ -571,8 +586,20 @@ func TestFederationInterop(t *testing.T) {
 			if n := p.local.metric(t, fmt.Sprintf(`stoa_s2s_authentications_total{direction="out",domain=%q,outcome=%q}`, p.peer, p.mechanism)); n < 1 {
 				t.Errorf("stoa's metrics show no outgoing %s authentication with %s", p.mechanism, p.peer)
 			}
+			if n := p.local.metric(t, fmt.Sprintf(`stoa_s2s_authentications_total{direction="in",domain=%q,outcome=%q}`, p.peer, p.mechanism)); p.checkIn && n < 1 {
+				t.Errorf("stoa's metrics show no incoming %s authentication of %s", p.mechanism, p.peer)
+			}
 		})
 	}
+
+	t.Run("stoa check certs", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := f.stoa.stoa(ctx, "", "check", "certs")
+		if err != nil || !strings.Contains(out, "stoa.test: ok: valid for stoa.test") {
+			t.Errorf("stoa check certs: %v\n%s", err, out)
+		}
+	})
 
 	t.Run("bad certificate refused, admins told", func(t *testing.T) {
 		admin := login(f.stoa, "stoa.test", "admin")

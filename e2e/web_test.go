@@ -259,3 +259,71 @@ func TestWebSignupWithInvitation(t *testing.T) {
 		t.Errorf("the look-alike account can log in")
 	}
 }
+
+// TestInBandInvitation: XEP-0445 on a raw stream, in invite-only mode:
+// the server offers urn:xmpp:ibr-token:0, refuses an unknown token and a
+// sign-up without one, accepts the token and then the XEP-0077 sign-up
+// without a CAPTCHA; the account logs in with a real client.
+func TestInBandInvitation(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, serverOptions{extra: "[register]\nmode = \"invite\"\n"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := srv.stoa(ctx, "", "invite", "create", "--user", "mercutio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, ok := strings.Cut(out, "?register;preauth=")
+	if !ok {
+		t.Fatalf("no xmpp: link in:\n%s", out)
+	}
+	tok = strings.Fields(tok)[0]
+
+	r, err := dialRaw(ctx, t, srv.starttls, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reset()
+	if err := r.send(streamHeader); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.readHeader(); err != nil {
+		t.Fatal(err)
+	}
+	_, feats, err := r.next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(feats), "urn:xmpp:ibr-token:0") {
+		t.Errorf("the stream features do not offer XEP-0445: %s", feats)
+	}
+	exchange := func(iq string) string {
+		t.Helper()
+		if err := r.send(iq); err != nil {
+			t.Fatal(err)
+		}
+		_, raw, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(raw)
+	}
+	const register = `<iq type='set' id='%s'><query xmlns='jabber:iq:register'><username>mercutio</username><password>a good password</password></query></iq>`
+	if got := exchange(fmt.Sprintf(register, "r0")); !strings.Contains(got, "type=\"error\"") && !strings.Contains(got, "type='error'") {
+		t.Fatalf("sign-up without a token: %s, want an error", got)
+	}
+	bad := exchange(`<iq type='set' id='p0'><preauth xmlns='urn:xmpp:pars:0' token='` + strings.Repeat("x", 24) + `'/></iq>`)
+	if !strings.Contains(bad, "item-not-found") || !strings.Contains(bad, "invalid or expired") {
+		t.Errorf("unknown token: %s, want item-not-found", bad)
+	}
+	if got := exchange(`<iq type='set' id='p1'><preauth xmlns='urn:xmpp:pars:0' token='` + tok + `'/></iq>`); strings.Contains(got, "error") {
+		t.Fatalf("valid token refused: %s", got)
+	}
+	if got := exchange(fmt.Sprintf(register, "r1")); strings.Contains(got, "error") {
+		t.Fatalf("sign-up with the token: %s", got)
+	}
+	mustMellium(ctx, t, melliumLogin{addr: srv.starttls, local: "mercutio", password: "a good password"})
+	if !srv.logHas("invitation used", "purpose=register", "jid=mercutio@localhost", "method=inband") {
+		t.Errorf("the server did not log the use of the invitation")
+	}
+}

@@ -57,6 +57,19 @@ func commands() []command {
 			run:  runInvite("invite.list")},
 		{name: "invite revoke", args: "TOKEN (-c FILE | --data DIR)", short: "Delete an invitation.",
 			help: "Deletes the invitation TOKEN so that nobody can use it any more." + inviteTargetHelp, run: runInvite("invite.revoke")},
+		registerCmd("register log"),
+		registerCmd("register pending"),
+		registerCmd("register approve"),
+		registerCmd("register tombstones"),
+		registerCmd("register untombstone"),
+		abuseCmd("account show"),
+		abuseCmd("account list"),
+		abuseCmd("account restrict"),
+		abuseCmd("account suspend"),
+		abuseCmd("account unsuspend"),
+		abuseCmd("reports list"),
+		abuseCmd("reports show"),
+		abuseCmd("reports resolve"),
 		{name: "mam purge", args: "[--before DATE | --older-than DUR] [--user JID] (-c FILE | --data DIR)", short: "Delete old archived messages.",
 			help: mamPurgeHelp, run: runMamPurge},
 		{name: "firewall check", args: "[FILE...] [-c FILE]", short: "Check firewall rule files.", help: firewallCheckHelp, run: runFirewallCheck},
@@ -64,6 +77,16 @@ func commands() []command {
 		{name: "check config", args: "-c FILE", short: "Check a configuration file.",
 			help: "Loads FILE with every option of this version and prints \"ok\", or one line per problem (file:line: key: problem) and exits with status 1.",
 			run:  runCheckConfig},
+		{name: "check dns", args: "-c FILE", short: "Check the SRV records and addresses of each hosted domain.",
+			help: "Looks up _xmpp-server, _xmpps-server, _xmpp-client and _xmpps-client SRV records of every host in FILE (RFC 6120, XEP-0368) " +
+				"and the addresses they point to, and compares the ports with the configured listeners. Prints one line per record " +
+				"(host: ok|warning|error: what), and exits with status 1 if anything would keep clients or other servers from connecting.",
+			run: runCheckDNS},
+		{name: "check certs", args: "-c FILE", short: "Check the certificate of each hosted domain.",
+			help: "Checks the certificate served for every host in FILE as other servers will: the chain up to a trusted root (the system's " +
+				"plus [s2s] ca_file), the names (RFC 6125), the validity period and the key usages. Prints one line per finding " +
+				"(host: ok|warning|error: what), and exits with status 1 on an error.",
+			run: runCheckCerts},
 		{name: "config describe", args: "", short: "Print the default configuration, commented.",
 			help: "Prints a complete configuration file with every option at its default value and its documentation in comments. " +
 				"Start from it, set server.hosts and [[tls.certificates]], and delete what you do not change.",

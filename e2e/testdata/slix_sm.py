@@ -53,7 +53,7 @@ class Client(slixmpp.ClientXMPP):
             return creds
 
         plugin.sasl_callback = credentials
-        for p in ("xep_0030", "xep_0198", "xep_0199", "xep_0280", "xep_0352", "xep_0203"):
+        for p in ("xep_0030", "xep_0085", "xep_0198", "xep_0199", "xep_0280", "xep_0352", "xep_0203"):
             self.register_plugin(p)
         # Ask for an ack often so that the queues stay short.
         self["xep_0198"].window = 1
@@ -64,6 +64,7 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("disconnected", lambda r: emit("disconnected", reason=str(r)))
         self.add_event_handler("failed_auth", lambda _: emit("error", error="authentication failed"))
         self.add_event_handler("message", self.on_message)
+        self.add_event_handler("chatstate", self.on_chatstate)
         self.add_event_handler("carbon_received", self.on_carbon)
         self.add_event_handler("carbon_sent", self.on_carbon)
 
@@ -88,6 +89,13 @@ class Client(slixmpp.ClientXMPP):
             return  # reported by on_carbon
         emit("message", id=msg["id"], body=msg["body"], delay=msg.xml.find("{urn:xmpp:delay}delay") is not None,
              carbon=False, chatstate=msg["chat_state"] or "")
+
+    def on_chatstate(self, msg):
+        # slixmpp's "message" event needs a body; chat states come alone.
+        if msg["body"] or msg.xml.find("{urn:xmpp:carbons:2}received") is not None:
+            return
+        emit("message", id=msg["id"], body="", delay=msg.xml.find("{urn:xmpp:delay}delay") is not None,
+             carbon=False, chatstate=msg["chat_state"])
 
     def on_carbon(self, msg):
         inner = msg["carbon_received"] if msg.xml.find("{urn:xmpp:carbons:2}received") is not None else msg["carbon_sent"]

@@ -14,7 +14,7 @@ import (
 var planned = []struct{ spec, what string }{
 	{"XEP-0401 / XEP-0445", "invitations (registration milestone)"},
 	{"XEP-0191 / XEP-0377", "blocking, spam reports (abuse-control milestone)"},
-	{"XEP-0198 / XEP-0280 / XEP-0352 / XEP-0357 / XEP-0313", "stream management, carbons, CSI, push, message archive (reliable-messaging milestone)"},
+	{"XEP-0313", "message archive (reliable-messaging milestone)"},
 	{"XEP-0045 / XEP-0163 / XEP-0363 / XEP-0206 / RFC 7395", "group chat, PEP, HTTP upload, BOSH, WebSocket"},
 	{"PostgreSQL, clustering over NATS", "scaling past one machine"},
 }

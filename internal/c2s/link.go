@@ -242,7 +242,9 @@ func (l *link) end(ctx context.Context, why string) {
 		l.svc.forgetResumable(id, l, h)
 	}
 	if l.sess != nil {
-		l.svc.srv.Unbind(ctx, l.sess)
+		// The unacknowledged messages first: what features hold for the
+		// session (CSI) is newer and goes to storage when it is unbound.
+		// Undelivered does not look at sessions, so the order is safe.
 		bare := l.sess.JID().Bare()
 		host := l.sess.JID().Domain()
 		n := 0
@@ -260,6 +262,7 @@ func (l *link) end(ctx context.Context, why string) {
 			l.svc.log.Info("session ended with unacknowledged messages; they went to offline storage",
 				"jid", l.sess.JID().String(), "messages", n, "reason", why)
 		}
+		l.svc.srv.Unbind(ctx, l.sess)
 	}
 	if waiting {
 		l.svc.sm.detached.Dec()

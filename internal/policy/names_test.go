@@ -13,7 +13,7 @@ func TestPrepName(t *testing.T) {
 	}{
 		{"Alice", "alice", true},
 		{"ｊｕｌｉｅｔ", "juliet", true}, // width mapping
-		{"ǅ", "", false},              // disallowed by UsernameCaseMapped
+		{"ǅ", "", false},           // disallowed by UsernameCaseMapped
 		{"jul iet", "", false},
 		{"a@b", "", false},
 		{"", "", false},

@@ -51,8 +51,9 @@ func (d Direction) String() string {
 // optionally one shared with other connections (all of an account's
 // connections). Bytes pass only when every bucket of their direction has
 // the tokens, so over any interval of t seconds a direction moves at most
-// PerSecond·t + Capacity bytes of each bucket, counted on the wire (TLS
-// included when the ShapedConn is under TLS).
+// PerSecond·t + Capacity bytes of its own bucket, counted on the wire (TLS
+// included when the ShapedConn is under TLS); a shared bucket holds within
+// one read per connection (see take).
 //
 // Reading stops while tokens are missing: the peer's data waits in the
 // kernel and TCP flow control slows the peer down (nothing is dropped).
@@ -190,8 +191,15 @@ func refund(own, shared *Bucket, n int) {
 }
 
 // take waits until the direction's buckets grant at least one quantum
-// (or want, if smaller) and returns the grant; ok is false when no limit
-// applies (nothing was taken).
+// (or want, if smaller) and returns the grant with the buckets it was
+// taken from (both nil when no limit applies).
+//
+// A read may block in the kernel for as long as the peer is quiet, so a
+// read does not take tokens from a shared bucket ahead: it waits until
+// the shared bucket has a quantum, reads at most what the bucket has,
+// and pays after the read (Read). Several connections reading at once
+// may thus overdraw a shared bucket by up to one read each, which the
+// next reads wait for; the connection's own bucket is always exact.
 func (c *ShapedConn) take(dir Direction, want int) (n int, own, shared *Bucket, err error) {
 	waited := false
 	for {
@@ -200,7 +208,13 @@ func (c *ShapedConn) take(dir Direction, want int) (n int, own, shared *Bucket, 
 			return want, nil, nil, nil
 		}
 		need := min(want, quantum(own), quantum(shared))
-		if n = grant(own, shared, want, need); n > 0 {
+		if dir == Read && shared != nil {
+			if avail := int(shared.Tokens()); avail >= need {
+				if n = grant(own, nil, min(want, avail), need); n > 0 {
+					return n, own, shared, nil
+				}
+			}
+		} else if n = grant(own, shared, want, need); n > 0 {
 			if waited && dir == Write {
 				c.rearmWrite()
 			}
@@ -269,7 +283,10 @@ func (c *ShapedConn) Read(p []byte) (int, error) {
 	}
 	m, err := c.Conn.Read(p[:n])
 	if own != nil || shared != nil {
-		refund(own, shared, n-m)
+		refund(own, nil, n-m)
+		if shared != nil && m > 0 {
+			shared.Reserve(float64(m)) // paid after the read (see take)
+		}
 		if c.passed != nil && m > 0 {
 			c.passed(Read, m)
 		}

@@ -29,16 +29,7 @@ type Config struct {
 	WriteTimeout      config.Duration   `toml:"write_timeout" min:"1s" help:"A write to another server that blocks longer than this ends the connection."`
 	MaxStanzaSize     config.Size       `toml:"max_stanza_size" min:"10000" help:"Largest stanza sent to or accepted from another server; a larger incoming one ends the stream with policy-violation, a larger outgoing one bounces."`
 	MaxQueue          config.Size       `toml:"max_queue" min:"65536" help:"Bytes waiting for one remote domain (while its connection is set up, or because it reads slowly); beyond it stanzas bounce with resource-constraint."`
-	Limits            LimitsConfig      `toml:"limits" help:"Bandwidth limits of server connections (token buckets: rate per second, bursts of rate × burst)."`
 	Notify            NotifyConfig      `toml:"notify" help:"Messages to administrators when connections fail for encryption or certificate reasons (like Prosody's mod_watchuntrusted)."`
-}
-
-// LimitsConfig is the [s2s.limits] table.
-type LimitsConfig struct {
-	InRate   config.Size     `toml:"in_rate" min:"0" help:"Bytes per second read from one incoming server connection; 0 means no limit. Excess waits in the kernel (TCP slows the peer down), nothing is dropped."`
-	InBurst  config.Duration `toml:"in_burst" min:"0s" help:"Burst allowance of in_rate, in seconds of traffic."`
-	OutRate  config.Size     `toml:"out_rate" min:"0" help:"Bytes per second written to one server connection; 0 means no limit."`
-	OutBurst config.Duration `toml:"out_burst" min:"0s" help:"Burst allowance of out_rate, in seconds of traffic."`
 }
 
 // NotifyConfig is the [s2s.notify] table.
@@ -58,11 +49,6 @@ var Defaults = Config{
 	WriteTimeout:      config.Duration(30 * time.Second),
 	MaxStanzaSize:     512 << 10,
 	MaxQueue:          4 << 20,
-	Limits: LimitsConfig{
-		InRate:   30 << 10,
-		InBurst:  config.Duration(2 * time.Second),
-		OutBurst: config.Duration(2 * time.Second),
-	},
 	Notify: NotifyConfig{
 		Enabled:  true,
 		Interval: config.Duration(24 * time.Hour),
@@ -72,7 +58,7 @@ var Defaults = Config{
 // Section is the [s2s] config section.
 var Section = config.Section{
 	Name:     "s2s",
-	Help:     "Server-to-server connections (federation, RFC 6120): listeners, certificate policy, blocked domains, limits and timeouts.",
+	Help:     "Server-to-server connections (federation, RFC 6120): listeners, certificate policy, blocked domains, limits and timeouts. Bandwidth limits are the limits feature's bandwidth.s2s_in and bandwidth.s2s_out.",
 	Defaults: Defaults,
 }
 

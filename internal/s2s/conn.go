@@ -15,6 +15,7 @@ import (
 
 	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/server"
+	"stoa.im/stoa/internal/xmpp/jid"
 	"stoa.im/stoa/internal/xmpp/stanza"
 	"stoa.im/stoa/internal/xmpp/xml"
 )
@@ -54,6 +55,8 @@ type conn struct {
 	tls      *tls.Conn
 	dec      *xml.Decoder
 	remote   netip.AddrPort
+	kind     server.ConnKind
+	info     server.ConnInfo // for the bandwidth policy; User is the peer's domain once known
 	log      *slog.Logger
 	active   atomic.Int64 // unix nanoseconds of the last stanza either way
 
@@ -75,18 +78,20 @@ func (svc *Service) newConn(raw net.Conn, incoming bool) *conn {
 		remote = ta.AddrPort()
 	}
 	sc := policy.NewShapedConn(raw)
-	lim := svc.cfg.Limits
-	sc.SetLimit(policy.Read, policy.ByteRate{PerSecond: float64(lim.InRate), Burst: time.Duration(lim.InBurst)}, nil)
-	sc.SetLimit(policy.Write, policy.ByteRate{PerSecond: float64(lim.OutRate), Burst: time.Duration(lim.OutBurst)}, nil)
-	dir := "out"
+	dir, kind := "out", server.ConnS2SOut
 	if incoming {
-		dir = "in"
+		dir, kind = "in", server.ConnS2SIn
 	}
 	c := &conn{
 		svc: svc, incoming: incoming, raw: raw, shaped: sc, nc: sc, remote: remote,
+		kind: kind, info: server.ConnInfo{Remote: remote, Transport: "s2s"},
 		log:  svc.log.With("direction", dir, "remote_addr", remote.String()),
 		done: make(chan struct{}),
 	}
+	// Bandwidth limits come from the server's policy (the limits
+	// feature: bandwidth.s2s_in / s2s_out), asked again once the peer's
+	// domain is known.
+	server.ApplyBandwidth(sc, svc.srv.Bandwidth(kind, &c.info))
 	c.dec = xml.NewDecoder(c.nc, xml.Limits{MaxStanza: unauthedStanzaSize})
 	c.touch()
 	return c
@@ -96,11 +101,17 @@ func (c *conn) touch() { c.active.Store(c.svc.now().UnixNano()) }
 
 func (c *conn) idleSince() time.Time { return time.Unix(0, c.active.Load()) }
 
-// authenticated raises the stanza size limit once the peer is known.
-func (c *conn) authenticated() {
+// authenticated raises the stanza size limit once the peer is known, and
+// applies the bandwidth policy for its domain.
+func (c *conn) authenticated(local, remote string) {
 	lim := xml.DefaultLimits()
 	lim.MaxStanza = int(c.svc.cfg.MaxStanzaSize)
 	c.dec.SetLimits(lim)
+	if j, err := jid.Parse(remote); err == nil {
+		c.info.User = j
+		c.info.Host = local
+		server.ApplyBandwidth(c.shaped, c.svc.srv.Bandwidth(c.kind, &c.info))
+	}
 }
 
 // peerChain is the peer's certificate chain (nil before TLS).
@@ -161,7 +172,7 @@ func dbElement(name, from, to, id, typ, key string, cond stanza.Condition) []byt
 func (c *conn) writeRaw(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.raw.SetWriteDeadline(time.Now().Add(time.Duration(c.svc.cfg.WriteTimeout)))
+	_ = c.shaped.SetWriteDeadline(time.Now().Add(time.Duration(c.svc.cfg.WriteTimeout)))
 	_, err := c.nc.Write(b)
 	return err
 }
@@ -239,7 +250,7 @@ func (c *conn) drain() {
 			c.queue = nil
 			c.writing = false
 			c.qmu.Unlock()
-			_ = c.raw.Close()
+			_ = c.shaped.Close()
 			c.signalDone()
 			return
 		}
@@ -263,7 +274,7 @@ func (c *conn) finalWrite(closeEl *xml.Element) {
 	_ = c.writeRaw(b)
 	// Give the peer a moment to close its side; the reader sees the
 	// close (or the deadline) and finishes.
-	_ = c.raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = c.shaped.SetReadDeadline(time.Now().Add(2 * time.Second))
 	c.signalDone()
 }
 
@@ -315,7 +326,7 @@ func (c *conn) finish() []qitem {
 		case <-time.After(time.Duration(c.svc.cfg.WriteTimeout)):
 		}
 	}
-	_ = c.raw.Close()
+	_ = c.shaped.Close()
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	out := append(c.failed, c.queue...)

@@ -131,6 +131,8 @@ type nodeOpts struct {
 	roots  *x509.CertPool
 	admins []string
 	direct bool // publish only the direct TLS listener
+	// features are set up before federation's (e.g. a bandwidth policy).
+	features []server.Feature
 }
 
 func (w *world) node(domain string, o nodeOpts) *node {
@@ -140,7 +142,6 @@ func (w *world) node(domain string, o nodeOpts) *node {
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.ListenTLS = []string{"127.0.0.1:0"}
 	cfg.ConnectTimeout = 10 * 1e9
-	cfg.Limits.InRate = 0
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
@@ -149,7 +150,7 @@ func (w *world) node(domain string, o nodeOpts) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := servertest.NewWithOptions(t, server.Options{Hosts: []string{domain}, Admins: o.admins, Features: []server.Feature{svc.Feature()}})
+	env := servertest.NewWithOptions(t, server.Options{Hosts: []string{domain}, Admins: o.admins, Features: append(o.features, svc.Feature())})
 	if err := svc.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -25,9 +25,10 @@ type inConn struct {
 	to       string // the local host the stream is for
 	from     string // the peer's domain from its stream header ("" if none)
 	sasl     bool   // authenticated with SASL EXTERNAL
-	bidiReq  bool   // the peer asked for a bidirectional stream
+	verified bool   // answered a db:verify (a verification-only stream)
 
-	mu sync.Mutex
+	mu      sync.Mutex
+	bidiReq bool // the peer asked for a bidirectional stream
 	// authed maps an authenticated pair (local, remote) to its mechanism.
 	authed map[pair]string
 }
@@ -61,15 +62,16 @@ func (ic *inConn) authorize(p pair, mech string) {
 	ic.mu.Lock()
 	first := len(ic.authed) == 0
 	ic.authed[p] = mech
+	bidi := ic.bidiReq
 	ic.mu.Unlock()
 	if first {
-		_ = ic.c.raw.SetDeadline(time.Time{})
-		ic.c.authenticated()
+		_ = ic.c.shaped.SetDeadline(time.Time{})
+		ic.c.authenticated(p.local, p.remote)
 	}
 	ic.c.touch()
 	svc.metrics.outcome("in", p.remote, mech)
-	ic.c.log.Info("s2s: remote server authenticated", "local", p.local, "remote", p.remote, "mechanism", mech, "bidi", ic.bidiReq)
-	if ic.bidiReq {
+	ic.c.log.Info("s2s: remote server authenticated", "local", p.local, "remote", p.remote, "mechanism", mech, "bidi", bidi)
+	if bidi {
 		svc.mu.Lock()
 		if !svc.closing {
 			svc.bidiIn[p] = ic
@@ -82,7 +84,7 @@ func (ic *inConn) authorize(p pair, mech string) {
 func (ic *inConn) serve(ctx context.Context) {
 	svc := ic.svc
 	c := ic.c
-	_ = c.raw.SetDeadline(svc.now().Add(time.Duration(svc.cfg.ConnectTimeout)))
+	_ = c.shaped.SetDeadline(svc.now().Add(time.Duration(svc.cfg.ConnectTimeout)))
 	err := ic.run(ctx)
 	svc.retireIn(ic)
 	svc.mu.Lock()
@@ -93,7 +95,10 @@ func (ic *inConn) serve(ctx context.Context) {
 		}
 	}
 	svc.mu.Unlock()
-	if se := streamErrorOf(err); se != nil && !isGone(err) {
+	if se := streamErrorOf(err); se != nil && ic.verified && !ic.isAuthed() && isTimeout(err) {
+		// A stream that only asked us to verify dialback keys: done.
+		c.closeNow(nil)
+	} else if se != nil && !isGone(err) {
 		if se.Condition == stanza.ConnectionTimeout && !ic.isAuthed() {
 			svc.srv.CountDenied("s2s_auth_timeout")
 			svc.metrics.outcome("in", orUnknown(ic.from), "timeout")
@@ -267,9 +272,11 @@ func (ic *inConn) handle(ctx context.Context, el *xml.Element) error {
 		svc.metrics.outcome("in", orUnknown(ic.from), "no_tls")
 		return stanza.NewStreamError(stanza.StreamPolicyViolation, "This server requires encryption: use STARTTLS first.")
 	case el.Space == nsBidi && el.Local == "bidi":
-		if svc.cfg.Bidi && !ic.isAuthed() {
+		ic.mu.Lock()
+		if svc.cfg.Bidi && len(ic.authed) == 0 {
 			ic.bidiReq = true
 		}
+		ic.mu.Unlock()
 		return nil
 	case el.Space == nsSASL && el.Local == "auth":
 		return ic.external(el)
@@ -428,6 +435,7 @@ func (ic *inConn) dialbackVerify(el *xml.Element) error {
 		ic.c.log.Warn("s2s: asked to verify a dialback key that is not ours; someone may be impersonating this server",
 			"receiving", receiving, "claimed", originating)
 	}
+	ic.verified = true
 	return ic.c.writeRaw(dbElement("verify", originating, receiving, id, typ, "", ""))
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -269,9 +268,9 @@ func (oc *outConn) negotiate(ctx context.Context, raw net.Conn, t target) (_ *co
 	oc.raw = c
 	oc.mu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {
-		_ = raw.SetDeadline(dl)
+		_ = c.shaped.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, func() { _ = c.shaped.SetDeadline(time.Now()) })
 	defer stop()
 	defer func() {
 		if err != nil {
@@ -364,8 +363,8 @@ func (oc *outConn) negotiate(ctx context.Context, raw net.Conn, t target) (_ *co
 			}
 		}
 		if authed {
-			c.authenticated()
-			_ = raw.SetDeadline(time.Time{})
+			c.authenticated(local, remote)
+			_ = c.shaped.SetDeadline(time.Time{})
 			return c, "external", nil
 		}
 		if features.Child(nsBidiFeature, "bidi") != nil && svc.cfg.Bidi && !oc.bidi {
@@ -413,11 +412,8 @@ func (oc *outConn) negotiate(ctx context.Context, raw net.Conn, t target) (_ *co
 				}
 				switch el.Attr("type") {
 				case "valid":
-					c.authenticated()
-					_ = raw.SetDeadline(time.Time{})
-					if status.valid() {
-						return c, "dialback", nil
-					}
+					c.authenticated(local, remote)
+					_ = c.shaped.SetDeadline(time.Time{})
 					return c, "dialback", nil
 				default:
 					return nil, "", &outError{outcome: "auth_failed", cond: stanza.RemoteServerNotFound,
@@ -506,6 +502,3 @@ func (oc *outConn) read(ctx context.Context, c *conn) error {
 		}
 	}
 }
-
-// portString formats a port.
-func portString(p uint16) string { return strconv.Itoa(int(p)) }

@@ -341,7 +341,7 @@ func (svc *Service) janitor(ctx context.Context) {
 			oc.c.close(nil)
 		}
 		for _, ic := range ins {
-			ic.c.log.Info("s2s: closing idle connection", "remote", ic.from)
+			ic.c.log.Info("s2s: closing idle incoming connection")
 			svc.retireIn(ic)
 			ic.c.close(nil)
 		}
@@ -374,7 +374,7 @@ func (svc *Service) Shutdown(ctx context.Context) error {
 			case <-c.done:
 			case <-time.After(time.Duration(svc.cfg.WriteTimeout)):
 			}
-			_ = c.raw.SetReadDeadline(time.Now())
+			_ = c.shaped.SetReadDeadline(time.Now())
 		}()
 	}
 	done := make(chan struct{})
@@ -384,7 +384,7 @@ func (svc *Service) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		for _, c := range conns {
-			_ = c.raw.Close()
+			_ = c.shaped.Close()
 		}
 		<-done
 		return ctx.Err()

@@ -7,10 +7,14 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"stoa.im/stoa/internal/policy"
+	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/server/servertest"
 	"stoa.im/stoa/internal/xmpp/xml"
 )
@@ -472,5 +476,36 @@ func TestConfigValidate(t *testing.T) {
 	c.Routes = map[string]string{"x.test": "bad"}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "listen") || !strings.Contains(err.Error(), "routes") {
 		t.Errorf("bad config: %v", err)
+	}
+}
+
+func TestBandwidthPolicyApplies(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, "CA")
+	w := newWorld(t)
+	type ask struct {
+		kind server.ConnKind
+		user string
+	}
+	var mu sync.Mutex
+	var asked []ask
+	bw := server.Feature{Name: "testbw", Setup: func(s *server.Setup, _ any) error {
+		s.SetBandwidth(func(kind server.ConnKind, c *server.ConnInfo) server.Bandwidth {
+			mu.Lock()
+			asked = append(asked, ask{kind, c.User.String()})
+			mu.Unlock()
+			return server.Bandwidth{Read: policy.ByteRate{PerSecond: 1 << 20, Burst: time.Second}}
+		})
+		return nil
+	}}
+	a := w.node("a.test", nodeOpts{cs: ca.issue(t, "a.test"), roots: ca.pool, features: []server.Feature{bw}, cfg: func(c *Config) { c.Bidi = false }})
+	b := w.node("b.test", nodeOpts{cs: ca.issue(t, "b.test"), roots: ca.pool, features: []server.Feature{bw}, cfg: func(c *Config) { c.Bidi = false }})
+	exchange(t, a, b)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []ask{{server.ConnS2SOut, ""}, {server.ConnS2SOut, "b.test"}, {server.ConnS2SIn, ""}, {server.ConnS2SIn, "a.test"}} {
+		if !slices.Contains(asked, want) {
+			t.Errorf("the bandwidth policy was not asked for %v; asked: %v", want, asked)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package s2s
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
@@ -74,7 +75,7 @@ func (c certStatus) fingerprint() string {
 }
 
 func isSelfSigned(c *x509.Certificate) bool {
-	return c.CheckSignatureFrom(c) == nil
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
 // verifyCert checks a peer's chain (leaf first) against roots and the

@@ -104,6 +104,7 @@ func wantErr(t *testing.T, r *xml.Element, cond stanza.Condition, specific strin
 }
 
 func TestCommandList(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tests := []struct {
 		who  string
@@ -152,6 +153,7 @@ func TestCommandList(t *testing.T) {
 }
 
 func TestMultiStage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.Bind("alice@localhost/r")
 	r := command(e.iq(c, "set", `<command xmlns='http://jabber.org/protocol/commands' node='wizard' action='execute'/>`))
@@ -190,6 +192,7 @@ func TestMultiStage(t *testing.T) {
 }
 
 func TestCancelAndOwnership(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	alice := e.Bind("alice@localhost/r")
 	mallory := e.Bind("mallory@localhost/r")
@@ -205,6 +208,7 @@ func TestCancelAndOwnership(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.Bind("alice@localhost/r")
 	wantErr(t, e.iq(c, "set", `<command xmlns='http://jabber.org/protocol/commands' node='nope'/>`), stanza.ItemNotFound, "")
@@ -236,6 +240,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestSessionLimitsAndExpiry(t *testing.T) {
+	t.Parallel()
 	f := &feature{timeout: time.Minute, sessions: map[string]*session{}, perOwner: map[string]int{}}
 	now := time.Unix(1000, 0)
 	f.now = func() time.Time { return now }
@@ -267,6 +272,7 @@ func TestSessionLimitsAndExpiry(t *testing.T) {
 }
 
 func TestSessionsDroppedWithRequester(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.Bind("alice@localhost/r")
 	sid := command(e.iq(c, "set", `<command xmlns='http://jabber.org/protocol/commands' node='wizard'/>`)).Attr("sessionid")

@@ -160,7 +160,17 @@ func (f *feature) outgoing(ctx context.Context, st *server.Stanza) server.Result
 	if !f.blocks(ctx, st.From, st.To) {
 		return server.Next
 	}
-	return server.Deny("blocked_outgoing", blockedError())
+	// The error goes straight to the sending session: routed, it would
+	// come from the blocked JID and be dropped as such.
+	f.srv.CountDenied("blocked_outgoing")
+	f.log.Info("stanza refused", "policy", "blocked_outgoing", "stage", "inbound",
+		"kind", st.Kind.String(), "from", st.From.String(), "to", st.To.String())
+	if !st.IsError() && !(st.Kind == server.KindIQ && st.Type == "result") {
+		if err := st.Origin.Send(stanza.ErrorReply(st.El, blockedError())); err != nil {
+			f.log.Debug("answering a stanza to a blocked JID failed", "err", err)
+		}
+	}
+	return server.Done
 }
 
 // incoming handles a stanza from a JID the recipient blocked.
@@ -177,7 +187,8 @@ func incoming(st *server.Stanza) server.Result {
 // deliverLocal applies both users' block lists to a stanza for a local
 // account: the recipient's (stanzas from blocked JIDs) and, when the
 // sender is local, the sender's (presence broadcasts, probe answers and
-// other stanzas the server sends on the sender's behalf).
+// other stanzas the server sends on the sender's behalf; not the errors
+// the server answers a blocked JID with).
 func (f *feature) deliverLocal(ctx context.Context, st *server.Stanza) server.Result {
 	if st.To.Local() == "" || st.From.IsZero() || st.From.Bare() == st.To.Bare() {
 		return server.Next
@@ -185,7 +196,7 @@ func (f *feature) deliverLocal(ctx context.Context, st *server.Stanza) server.Re
 	if f.blocks(ctx, st.To, st.From) {
 		return incoming(st)
 	}
-	if f.isLocalAccount(st.From) && f.blocks(ctx, st.From, st.To) {
+	if !st.IsError() && f.isLocalAccount(st.From) && f.blocks(ctx, st.From, st.To) {
 		return server.Drop("blocked_outgoing")
 	}
 	return server.Next
@@ -194,7 +205,7 @@ func (f *feature) deliverLocal(ctx context.Context, st *server.Stanza) server.Re
 // deliverRemote drops what the server would send to a remote JID on
 // behalf of a local user who blocked it.
 func (f *feature) deliverRemote(ctx context.Context, st *server.Stanza) server.Result {
-	if f.isLocalAccount(st.From) && f.blocks(ctx, st.From, st.To) {
+	if !st.IsError() && f.isLocalAccount(st.From) && f.blocks(ctx, st.From, st.To) {
 		return server.Drop("blocked_outgoing")
 	}
 	return server.Next
@@ -319,7 +330,7 @@ func (f *feature) block(ctx context.Context, st *server.Stanza) (*xml.Element, e
 	}
 	f.push(ctx, owner, "block", list)
 	for i, j := range list {
-		f.report(ctx, owner, j, els[i])
+		f.report(ctx, owner, j, els[i], st.Payload())
 	}
 	return nil, nil
 }
@@ -434,9 +445,14 @@ func (f *feature) sendPresence(ctx context.Context, owner jid.JID, changed []jid
 	}
 }
 
-// report files the XEP-0377 report attached to one blocked item, if any.
-func (f *feature) report(ctx context.Context, owner, offender jid.JID, item *xml.Element) {
+// report files the XEP-0377 report attached to one blocked item, if any,
+// or else the one attached to the whole block (as early versions of
+// XEP-0377 and slixmpp put it), which then applies to every item.
+func (f *feature) report(ctx context.Context, owner, offender jid.JID, item, block *xml.Element) {
 	r := parseReport(item)
+	if r == nil {
+		r = parseReport(block)
+	}
 	if r == nil {
 		return
 	}
@@ -452,7 +468,8 @@ func (f *feature) report(ctx context.Context, owner, offender jid.JID, item *xml
 }
 
 // parseReport reads a XEP-0377 report (urn:xmpp:reporting:1, or the
-// older :0 with <spam/> or <abuse/> children) from a block item.
+// older :0 with <spam/> or <abuse/> children) from a block item (or a
+// block).
 func parseReport(item *xml.Element) *server.AbuseReport {
 	rep := item.Child(nsReport1, "report")
 	old := false

@@ -112,6 +112,11 @@ type stamp struct {
 	size    int64
 }
 
+// same reports whether two stamps describe the same version of a file.
+func (s stamp) same(o stamp) bool {
+	return s.path == o.path && s.size == o.size && s.modTime.Equal(o.modTime)
+}
+
 func statFile(path string) stamp {
 	fi, err := os.Stat(path)
 	if err != nil {

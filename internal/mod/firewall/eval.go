@@ -128,7 +128,7 @@ func (e *eval) senderState() string {
 	if from.Local() == "" || e.f.srv.Host(from.Domain()) == nil {
 		return ""
 	}
-	sa := e.f.services().states
+	sa := e.f.deps().Sanctions
 	if sa == nil {
 		return ""
 	}

@@ -171,16 +171,6 @@ func setupWith(s *server.Setup, cfg any, o options) error {
 	return nil
 }
 
-// services returns the services actions use.
-func (f *feature) services() (d struct {
-	states  Sanctions
-	reports Reports
-}) {
-	deps := f.deps()
-	d.states, d.reports = deps.Sanctions, deps.Reports
-	return d
-}
-
 // load compiles the configured files and, if they have no error, puts
 // them in service. It is called at start (where an error stops the
 // server), on SIGHUP, from the admin socket and when a file changed.
@@ -223,7 +213,7 @@ func (f *feature) changed() bool {
 		return true
 	}
 	for _, s := range f.seen {
-		if statFile(s.path) != s {
+		if !statFile(s.path).same(s) {
 			return true
 		}
 	}
@@ -380,7 +370,7 @@ func (f *feature) sanction(e *eval, r *rule, a action) error {
 	if !ok {
 		return fmt.Errorf("%s: the sender %s is not a local account", a.kind, e.st.From.Bare())
 	}
-	svc := f.services().states
+	svc := f.deps().Sanctions
 	if svc == nil {
 		return fmt.Errorf("%s %s: %w (enable the account state feature)", a.kind, who, errNoService)
 	}
@@ -403,7 +393,7 @@ func (f *feature) sanction(e *eval, r *rule, a action) error {
 }
 
 func (f *feature) report(e *eval, r *rule, a action) error {
-	svc := f.services().reports
+	svc := f.deps().Reports
 	if svc == nil {
 		return fmt.Errorf("report: %w (enable the reports feature)", errNoService)
 	}

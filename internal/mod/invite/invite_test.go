@@ -173,7 +173,7 @@ func TestURIs(t *testing.T) {
 	t.Parallel()
 	tok := strings.Repeat("A", 24)
 	tests := []struct {
-		inv           store.Invite
+		inv          store.Invite
 		uri, landing string
 	}{
 		{store.Invite{Token: tok, Kind: store.InviteAccount, Host: "example.org"},

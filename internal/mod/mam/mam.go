@@ -25,11 +25,13 @@
 // ever missing from the archive because of load. Queued messages are
 // written before shutdown completes.
 //
-// Retention: messages older than expire_after (per host) are removed
-// continuously by a background purge in bounded batches: whole expired
-// days are dropped as tables and the day that straddles the cut-off is
-// deleted purge_batch rows at a time, so expiry keeps up with any ingest
-// rate and never holds the database for long. When an account is deleted
+// Retention: messages are stored in one table per UTC day, and a
+// background loop drops each day's table once all of its messages are
+// older than expire_after (so a message goes at most a day late): expiry
+// costs one DROP TABLE a day whatever the traffic, keeps up with any
+// ingest rate and never holds the database for long. A host with a
+// shorter retention than others has its expired rows deleted purge_batch
+// at a time. When an account is deleted
 // its archive disappears at once (same transaction) and its rows are
 // removed by the same background loop. When an archive exceeds quota its
 // oldest messages are dropped (XEP-0313 §3.2: no holes).
@@ -78,7 +80,7 @@ var Feature = server.Feature{
 		ExpireAfter:   config.Duration(365 * 24 * time.Hour),
 		Quota:         100000,
 		PurgeInterval: config.Duration(time.Minute),
-		PurgeBatch:    2000,
+		PurgeBatch:    1000,
 		PageSize:      50,
 		MaxPage:       250,
 		WriteQueue:    20000,
@@ -90,7 +92,7 @@ var Feature = server.Feature{
 // Config is the [mam] table.
 type Config struct {
 	DefaultPolicy string          `toml:"default_policy" enum:"always,roster,never" help:"Which conversations are archived for accounts that did not choose (clients choose with XEP-0441): always, roster (only with contacts in the account's roster, and notes to oneself; strangers' messages are not kept) or never."`
-	ExpireAfter   config.Duration `toml:"expire_after" min:"0s" help:"Archived messages older than this are deleted, continuously (publish it as your retention). 0 keeps them forever. Per-host values in [[mam.hosts]] override it."`
+	ExpireAfter   config.Duration `toml:"expire_after" min:"0s" help:"Archived messages older than this are deleted (publish it as your retention): a day's messages go together once the newest of them is this old, so at most one day late. 0 keeps them forever. Per-host values in [[mam.hosts]] override it."`
 	Hosts         []HostConfig    `toml:"hosts" help:"Retention for individual hosts, overriding expire_after."`
 	Quota         int             `toml:"quota" min:"0" help:"Most messages one archive holds; past it the oldest are deleted to make room (never the newest: clients sync from the end). 0 means no limit."`
 	PurgeInterval config.Duration `toml:"purge_interval" min:"1s" help:"How often expired messages and the archives of deleted accounts are removed. Each run continues until nothing expired is left."`

@@ -477,18 +477,28 @@ func TestExpiry(t *testing.T) {
 		alice.SendXML(fmt.Sprintf(`<message to='bob@localhost' type='chat'><body>%d</body></message>`, i))
 		e.clock.advance(3 * time.Hour)
 	}
-	// Now is 90 h after the first: the cut-off is at 43 h 30, so the
-	// messages 0 to 14 (up to 42 h) expired.
+	// Now is 90 h after the first (2030-01-05 06:00): messages older than
+	// 46 h 30 (before 2030-01-03 07:30) expired, and their days go whole:
+	// the days before 2030-01-03, which hold messages 0 to 11. Message 12
+	// (2030-01-03 00:00) is older than the retention but waits for the
+	// rest of its day.
 	if err := e.f.w.sync(e.Ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.f.purgeOnce(e.Ctx)
 	rs, _ := mamQuery(t, alice, "", "<set xmlns='http://jabber.org/protocol/rsm'><max>100</max></set>")
-	if len(rs) == 0 || rs[0].body != "15" || len(rs) != 15 {
+	if len(rs) == 0 || rs[0].body != "12" || len(rs) != 18 {
 		t.Errorf("after expiry: %s", bodies(rs))
 	}
-	if n := metricValue(t, e, "stoa_mam_purged_total"); n != 30 {
-		t.Errorf("purged_total = %v, want 30 (15 in each archive)", n)
+	if n := metricValue(t, e, "stoa_mam_purged_total"); n != 24 {
+		t.Errorf("purged_total = %v, want 24 (12 in each archive)", n)
+	}
+	// A day later, the next day goes.
+	e.clock.advance(24 * time.Hour)
+	e.f.purgeOnce(e.Ctx)
+	rs, _ = mamQuery(t, alice, "", "<set xmlns='http://jabber.org/protocol/rsm'><max>100</max></set>")
+	if len(rs) == 0 || rs[0].body != "20" {
+		t.Errorf("a day later: %s", bodies(rs))
 	}
 }
 
@@ -632,5 +642,49 @@ func TestCarbonsCarryStanzaID(t *testing.T) {
 	}
 	if ids := carbonIDs(b2, "received"); len(ids) != 1 || ids["bob@localhost"] != orig["bob@localhost"] {
 		t.Errorf("received carbon stanza-ids %v, want bob's %v", ids, orig)
+	}
+}
+
+// TestPerHostRetention: a host with its own retention loses its expired
+// days while the other host (forever) keeps everything.
+func TestPerHostRetention(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := testConfig()
+	cfg.ExpireAfter = 0
+	cfg.Hosts = []HostConfig{{Host: "short.example", ExpireAfter: config.Duration(24 * time.Hour)}}
+	e := &env{st: st, clock: &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}}
+	feat := Feature
+	feat.Setup = func(s *server.Setup, cfg any) error {
+		var err error
+		e.f, err = newFeature(s, cfg, e.clock.now)
+		return err
+	}
+	e.Env = servertest.New(t, st, []server.Feature{roster.Feature, presence.Feature, offline.Feature, feat},
+		map[string]any{"mam": cfg}, "localhost", "short.example")
+	e.AddUser("alice@localhost", "pw")
+	e.AddUser("carol@short.example", "pw")
+	alice := e.online("alice@localhost/a")
+	carol := e.online("carol@short.example/c")
+	for i := range 12 {
+		alice.SendXML(fmt.Sprintf(`<message to='carol@short.example' type='chat'><body>%d</body></message>`, i))
+		e.clock.advance(6 * time.Hour)
+	}
+	// Now 2030-01-04 12:00: carol's days before 2030-01-03 expired
+	// (messages 0 to 5: Jan 1 12:00 to Jan 2 18:00).
+	if err := e.f.w.sync(e.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.f.purgeOnce(e.Ctx)
+	all := "<set xmlns='http://jabber.org/protocol/rsm'><max>100</max></set>"
+	if rs, _ := mamQuery(t, carol, "", all); len(rs) != 6 || rs[0].body != "6" {
+		t.Errorf("carol's archive after expiry: %s", bodies(rs))
+	}
+	if rs, _ := mamQuery(t, alice, "", all); len(rs) != 12 {
+		t.Errorf("alice's archive (no expiry): %s", bodies(rs))
 	}
 }

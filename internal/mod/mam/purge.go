@@ -30,10 +30,21 @@ func (f *feature) purgeLoop(ctx context.Context) {
 	}
 }
 
+// expiredBefore returns the cut-off of a retention: the start of the UTC
+// day of now-d. Expiry works by whole days: a day's messages go together,
+// when the last of them is older than the retention (so at most one day
+// late), because dropping a day's table costs about as much as deleting a
+// few thousand rows, while deleting the day's rows one by one as they
+// expire would cost as much as writing them did.
+func expiredBefore(now time.Time, d time.Duration) time.Time {
+	return now.Add(-d).UTC().Truncate(24 * time.Hour)
+}
+
 // purgeOnce runs one purge: archives of deleted accounts, then expired
-// messages. When every host expires messages, everything older than the
-// longest retention goes first (whole days are dropped as tables), then
-// each host with a shorter retention is purged on its own.
+// messages. When every host expires messages, the days older than the
+// longest retention go first (dropped as tables), then each host with a
+// shorter retention is purged on its own (row by row, in batches: its
+// days also hold other hosts' messages).
 func (f *feature) purgeOnce(ctx context.Context) {
 	f.purge(ctx, "deleted_account", func() (int, bool, error) { return f.arc.ReapDeleted(ctx, f.cfg.PurgeBatch) })
 	now := f.now()
@@ -46,7 +57,7 @@ func (f *feature) purgeOnce(ctx context.Context) {
 			all = false
 			continue
 		}
-		if cut := now.Add(-d); global.IsZero() || cut.Before(global) {
+		if cut := expiredBefore(now, d); global.IsZero() || cut.Before(global) {
 			global = cut
 		}
 	}
@@ -61,7 +72,7 @@ func (f *feature) purgeOnce(ctx context.Context) {
 		if d <= 0 {
 			continue
 		}
-		cut := now.Add(-d)
+		cut := expiredBefore(now, d)
 		if all && !cut.After(global) {
 			continue // done by the purge of every host
 		}

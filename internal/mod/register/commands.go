@@ -24,9 +24,6 @@ const (
 	NodePending = "urn:stoa:register#pending"
 )
 
-// pendingWindow is how far back the pending-approval list looks.
-const pendingWindow = 90 * 24 * time.Hour
-
 func (f *feature) setupCommands(s *server.Setup) {
 	s.AdHoc(server.Command{Node: NodeApprove, Name: "Approve a new account", Access: server.AdminOnly, Handler: f.cmdApprove})
 	s.AdHoc(server.Command{Node: NodePending, Name: "List new accounts waiting for approval", Access: server.AdminOnly, Handler: f.cmdPending})
@@ -47,13 +44,13 @@ func (f *feature) setupCommands(s *server.Setup) {
 	s.AdminCommand(server.AdminCommand{
 		Name: "register.pending", Help: "List the accounts waiting for approval.",
 		Run: func(ctx context.Context, _ map[string]string) (server.AdminResult, error) {
-			list, err := f.limits.pending(ctx, f.now().Add(-pendingWindow))
+			list, err := f.limits.pending(ctx)
 			if err != nil {
 				return server.AdminResult{}, err
 			}
 			res := server.AdminResult{Message: fmt.Sprintf("%d accounts waiting for approval", len(list))}
-			for _, e := range list {
-				res.Lines = append(res.Lines, describe(e, false))
+			for _, st := range list {
+				res.Lines = append(res.Lines, st.JID+"	registered "+st.Since.UTC().Format(time.RFC3339))
 			}
 			return res, nil
 		},
@@ -165,18 +162,16 @@ func (f *feature) cmdApprove(ctx context.Context, req *server.CommandRequest) (*
 }
 
 func (f *feature) cmdPending(ctx context.Context, _ *server.CommandRequest) (*server.CommandResponse, error) {
-	list, err := f.limits.pending(ctx, f.now().Add(-pendingWindow))
+	list, err := f.limits.pending(ctx)
 	if err != nil {
 		return nil, err
 	}
 	fm := form.New(form.TypeResult, "New accounts waiting for approval")
-	fm.Reported = []form.Field{{Var: "jid", Label: "Account"}, {Var: "registered", Label: "Registered"}, {Var: "ip", Label: "Address"}, {Var: "method", Label: "Method"}}
-	for _, e := range list {
+	fm.Reported = []form.Field{{Var: "jid", Label: "Account"}, {Var: "registered", Label: "Registered"}}
+	for _, st := range list {
 		fm.Items = append(fm.Items, []form.Field{
-			{Var: "jid", Values: []string{e.JID}},
-			{Var: "registered", Values: []string{e.At.UTC().Format(time.RFC3339)}},
-			{Var: "ip", Values: []string{orDash(e.IP)}},
-			{Var: "method", Values: []string{e.Method}},
+			{Var: "jid", Values: []string{st.JID}},
+			{Var: "registered", Values: []string{st.Since.UTC().Format(time.RFC3339)}},
 		})
 	}
 	return server.CommandResult(fm, server.CommandNote{Type: server.NoteInfo, Text: strconv.Itoa(len(list)) + " accounts waiting for approval."}), nil

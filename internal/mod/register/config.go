@@ -40,13 +40,13 @@ const (
 type Config struct {
 	Mode string `toml:"mode" enum:"closed,invite,approval,open" help:"Who may create an account: closed (nobody; admins create accounts with 'stoa user add'), invite (only with an invitation), approval (anyone, but the new account stays restricted until an admin approves it), open (anyone). Password change and account deletion work in every mode."`
 	// Hosts overrides the mode and CAPTCHA per host.
-	Hosts       []HostConfig   `toml:"hosts" help:"Per-host overrides, one [[register.hosts]] table per host: host (required), and any of mode, captcha, hashcash_bits, reserved (added to the reserved names). Keys left out take the values above."`
-	Captcha     CaptchaConfig  `toml:"captcha" help:"The CAPTCHA asked for in-band registration (XEP-0158), served by stoa itself: no third party sees the users."`
-	Throttle    ThrottleConfig `toml:"throttle" help:"Limits on accounts created and on refused attempts, per address, per network and in total. Each limit allows max events in any window of period; max = 0 turns it off. The state survives restarts."`
-	Names       NamesConfig    `toml:"names" help:"Which names may be registered."`
-	Notify      NotifyConfig   `toml:"notify" help:"How the admins hear about new accounts."`
-	NewAccounts RestrictConfig `toml:"new_accounts" help:"Restrictions on new accounts, against spam from fresh sign-ups: for a while after sign-up (and, in approval mode, until an admin approves the account) messages to people outside the roster and subscription requests are limited per hour."`
-	PasswordMinLength int `toml:"password_min_length" min:"1" max:"1024" help:"Shortest password accepted at sign-up and for in-band password changes, in characters."`
+	Hosts             []HostConfig   `toml:"hosts" help:"Per-host overrides, one [[register.hosts]] table per host: host (required), and any of mode, captcha, hashcash_bits, reserved (added to the reserved names). Keys left out take the values above."`
+	Captcha           CaptchaConfig  `toml:"captcha" help:"The CAPTCHA asked for in-band registration (XEP-0158), served by stoa itself: no third party sees the users."`
+	Throttle          ThrottleConfig `toml:"throttle" help:"Limits on accounts created and on refused attempts, per address, per network and in total. Each limit allows max events in any window of period; max = 0 turns it off. The state survives restarts."`
+	Names             NamesConfig    `toml:"names" help:"Which names may be registered."`
+	Notify            NotifyConfig   `toml:"notify" help:"How the admins hear about new accounts."`
+	NewAccounts       RestrictConfig `toml:"new_accounts" help:"New accounts are restricted (account state restricted, set by registration), against spam from fresh sign-ups: for a while after sign-up, and in approval mode until an admin approves the account. A restricted account may message fewer people outside its roster and send fewer subscription requests per hour: see [limits.unsolicited] restricted_messages_per_hour and restricted_subscriptions_per_hour."`
+	PasswordMinLength int            `toml:"password_min_length" min:"1" max:"1024" help:"Shortest password accepted at sign-up and for in-band password changes, in characters."`
 	// LogRetention bounds the registration log.
 	LogRetention config.Duration `toml:"log_retention" min:"0s" help:"How long the registration log (who signed up, when, from which address, how, with which invitation) is kept; 0 keeps it forever. Keep it at least as long as the longest throttle period: the throttles count sign-ups from the log."`
 }
@@ -106,9 +106,7 @@ type NotifyConfig struct {
 
 // RestrictConfig is [register.new_accounts].
 type RestrictConfig struct {
-	Period               config.Duration `toml:"period" min:"0s" help:"How long after sign-up an account stays restricted; 0 turns the restriction off (approval mode still restricts until approval)."`
-	MessagesPerHour      int             `toml:"messages_per_hour" min:"0" help:"Messages a restricted account may send per hour to addresses not in its roster."`
-	SubscriptionsPerHour int             `toml:"subscriptions_per_hour" min:"0" help:"Subscription requests a restricted account may send per hour."`
+	Period config.Duration `toml:"period" min:"0s" help:"How long after sign-up an account stays restricted; 0 turns the restriction off (approval mode still restricts until approval, and for what remains of the period after it)."`
 }
 
 // Defaults are the [register] defaults.
@@ -139,16 +137,14 @@ var Defaults = Config{
 		Interval: config.Duration(time.Hour),
 	},
 	NewAccounts: RestrictConfig{
-		Period:               config.Duration(72 * time.Hour),
-		MessagesPerHour:      20,
-		SubscriptionsPerHour: 10,
+		Period: config.Duration(72 * time.Hour),
 	},
 	PasswordMinLength: 8,
 	LogRetention:      config.Duration(0),
 }
 
 var (
-	modes    = []string{ModeClosed, ModeInvite, ModeApproval, ModeOpen}
+	modes        = []string{ModeClosed, ModeInvite, ModeApproval, ModeOpen}
 	captchaKinds = []string{CaptchaNone, CaptchaHashcash, CaptchaImage, CaptchaBoth}
 )
 

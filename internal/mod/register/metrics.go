@@ -8,7 +8,6 @@ type metrics struct {
 	refused  *prometheus.CounterVec
 	captcha  *prometheus.CounterVec
 	account  *prometheus.CounterVec
-	limited  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, caps *captchas) *metrics {
@@ -29,15 +28,11 @@ func newMetrics(reg prometheus.Registerer, caps *captchas) *metrics {
 			Namespace: "stoa", Subsystem: "register", Name: "account_changes_total",
 			Help: "In-band changes of existing accounts (password_changed, deleted) and approvals (approved).",
 		}, []string{"change"}),
-		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "stoa", Subsystem: "register", Name: "new_account_limited_total",
-			Help: "Stanzas of restricted new accounts refused by kind (message, subscription).",
-		}, []string{"kind"}),
 	}
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "stoa", Subsystem: "register", Name: "captcha_pending",
 		Help: "CAPTCHA challenges waiting for an answer.",
 	}, func() float64 { return float64(caps.pending()) })
-	reg.MustRegister(m.attempts, m.refused, m.captcha, m.account, m.limited, pending)
+	reg.MustRegister(m.attempts, m.refused, m.captcha, m.account, pending)
 	return m
 }

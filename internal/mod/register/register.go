@@ -136,7 +136,6 @@ func setup(s *server.Setup, c any) error {
 	server.On(s, server.RegistrationFailed, server.PrioPolicy, f.failed)
 
 	f.setupInband(s)
-	f.limits.setup(s)
 	f.setupCommands(s)
 	s.Disco().ServerFeature(nsRegister)
 
@@ -209,7 +208,6 @@ func (f *feature) purge(ctx context.Context) {
 	st := f.srv.Store().Registration()
 	now := f.now()
 	f.thr.Sweep()
-	f.limits.sweep()
 	if d := time.Duration(f.cfg.Names.TombstoneExpiry); d > 0 {
 		for host := range f.hosts {
 			if n, err := st.PurgeTombstones(ctx, host, now.Add(-d)); err != nil {

@@ -16,9 +16,10 @@ import (
 
 	"stoa.im/stoa/internal/adminsock"
 	"stoa.im/stoa/internal/config"
+	"stoa.im/stoa/internal/mod/limits"
 	"stoa.im/stoa/internal/mod/presence"
-	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/mod/roster"
+	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/server/servertest"
 	"stoa.im/stoa/internal/store"
@@ -811,81 +812,105 @@ func TestPasswordChangeAndCancel(t *testing.T) {
 	}
 }
 
-// TestNewAccountRestriction: a new account may send a few messages per
-// hour to people outside its roster, and a few subscription requests;
-// approval mode restricts until an admin approves.
+// restrictedEnv is a server with the limits feature enforcing the
+// restricted state: restricted accounts may message 2 strangers and send
+// 1 subscription request per hour, others 10.
+func restrictedEnv(t *testing.T, cfg Config) *servertest.Env {
+	t.Helper()
+	lc := limits.Defaults
+	lc.ExemptNetworks = nil // servertest sessions come from loopback
+	lc.ExemptAdmins = false
+	lc.Unsolicited = limits.UnsolicitedConfig{Messages: 10, Subscriptions: 10, RestrictedMessages: 2, RestrictedSubscriptions: 1}
+	return servertest.New(t, openStore(t), []server.Feature{roster.Feature, presence.Feature, Feature, limits.Feature},
+		map[string]any{"register": cfg, "limits": lc})
+}
+
+func isError(id string) func(*xml.Element) bool {
+	return func(el *xml.Element) bool { return el.Attr("id") == id && el.Attr("type") == "error" }
+}
+
+// TestNewAccountRestriction: sign-ups are restricted accounts (limits
+// feature: fewer strangers per hour); in approval mode until an admin
+// approves, then for what remains of the period.
 func TestNewAccountRestriction(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
 	cfg.Mode = ModeApproval
-	cfg.NewAccounts = RestrictConfig{Period: cd(time.Hour), MessagesPerHour: 2, SubscriptionsPerHour: 1}
-	env := newEnv(t, openStore(t), cfg)
-	env.AddUser("friend@localhost", "pw pw pw pw")
-	env.AddUser("stranger@localhost", "pw pw pw pw")
-	mustReg(t, env, "newbie", "192.0.2.1")
-	if _, err := env.Srv.Store().Roster().Put(env.Ctx, "newbie@localhost", store.RosterItem{JID: "friend@localhost", Subscription: store.SubBoth}); err != nil {
-		t.Fatal(err)
+	cfg.NewAccounts = RestrictConfig{Period: cd(time.Hour)}
+	env := restrictedEnv(t, cfg)
+	for i := range 5 {
+		env.AddUser(fmt.Sprintf("stranger%d@localhost", i), "pw pw pw pw")
+		env.Bind(fmt.Sprintf("stranger%d@localhost/r", i)).SendXML(`<presence/>`)
 	}
-	for _, u := range []string{"friend", "stranger"} {
-		env.Bind(u + "@localhost/r").SendXML(`<presence/>`)
+	mustReg(t, env, "newbie", "192.0.2.1")
+	st, err := env.Srv.AccountState(env.Ctx, jid.MustParse("newbie@localhost"))
+	if err != nil || st.Status != store.StatusRestricted || st.By != "registration" || !st.Expires.IsZero() {
+		t.Fatalf("state after sign-up in approval mode = %+v, %v", st, err)
 	}
 	nb := env.Bind("newbie@localhost/r")
-	for i := range 2 {
-		nb.SendXML(fmt.Sprintf(`<message to='stranger@localhost' type='chat' id='s%d'><body>hi</body></message>`, i))
+	for i := range 3 {
+		nb.SendXML(fmt.Sprintf(`<message to='stranger%d@localhost' type='chat' id='s%d'><body>hi</body></message>`, i, i))
 	}
-	nb.SendXML(`<message to='stranger@localhost' type='chat' id='s2'><body>hi</body></message>`)
-	r := nb.Expect(servertest.Name("message", "id", "s2"))
-	if r.Attr("type") != "error" || !strings.Contains(r.String(), "until an admin of this server approves it") || !strings.Contains(r.String(), "2 messages per hour") {
-		t.Errorf("third message to a stranger: %s", r)
+	if r := nb.Expect(isError("s2")); !strings.Contains(r.String(), "restricted") {
+		t.Errorf("third stranger: %s", r)
 	}
-	nb.ExpectNothing(func(el *xml.Element) bool { return el.Attr("type") == "error" && el.Attr("id") != "s2" })
-	// Contacts are not limited, nor messages without a body.
-	for i := range 5 {
-		nb.SendXML(fmt.Sprintf(`<message to='friend@localhost' type='chat' id='f%d'><body>hi</body></message>`, i))
-		nb.SendXML(fmt.Sprintf(`<message to='stranger@localhost' type='chat' id='t%d'><active xmlns='http://jabber.org/protocol/chatstates'/></message>`, i))
-	}
-	nb.ExpectNothing(func(el *xml.Element) bool { return el.Attr("type") == "error" && el.Attr("id") != "s2" })
-	nb.SendXML(`<presence to='stranger@localhost' type='subscribe' id='sub1'/>`)
-	nb.SendXML(`<presence to='friend@localhost' type='subscribe' id='sub2'/>`)
-	if r := nb.Expect(servertest.Name("presence", "id", "sub2")); r.Attr("type") != "error" || !strings.Contains(r.String(), "contact requests") {
-		t.Errorf("second subscription request: %s", r)
-	}
-	// Listed as pending; the admin approves; the period still runs, so
-	// the text now gives the date.
+	nb.ExpectNothing(isError("s0"))
+	nb.ExpectNothing(isError("s1"))
+	// Listed as pending; the admin approves; the period still runs.
 	if r := runAdmin(t, env, "register.pending", nil); len(r.Lines) != 1 || !strings.Contains(r.Lines[0], "newbie@localhost") {
 		t.Errorf("pending: %+v", r)
 	}
 	runAdmin(t, env, "register.approve", map[string]string{"jid": "newbie@localhost"})
-	nb.SendXML(`<message to='stranger@localhost' type='chat' id='s3'><body>hi</body></message>`)
-	if r := nb.Expect(servertest.Name("message", "id", "s3")); r.Attr("type") != "error" || !strings.Contains(r.String(), "until 20") {
-		t.Errorf("after approval, within the period: %s", r)
+	st, _ = env.Srv.AccountState(env.Ctx, jid.MustParse("newbie@localhost"))
+	if st.Status != store.StatusRestricted || st.Expires.IsZero() || st.Expires.Sub(st.Since) != time.Hour {
+		t.Errorf("state after approval within the period = %+v", st)
 	}
 	if r := runAdmin(t, env, "register.pending", nil); len(r.Lines) != 0 {
 		t.Errorf("pending after approval: %+v", r)
 	}
+	for _, c := range env.Srv.AdminCommands() {
+		if c.Name == "register.approve" {
+			if _, err := c.Run(env.Ctx, map[string]string{"jid": "newbie@localhost"}); err == nil || !strings.Contains(err.Error(), "not waiting for approval") {
+				t.Errorf("approving twice: %v", err)
+			}
+		}
+	}
+	nb.SendXML(`<message to='stranger3@localhost' type='chat' id='s3'><body>hi</body></message>`)
+	nb.Expect(isError("s3"))
 }
 
 // TestApprovalLiftsRestriction: with no time-based restriction, approval
-// lifts everything at once, for live sessions too.
+// makes the account active at once, for its live sessions too; open mode
+// with a period restricts until the period ends.
 func TestApprovalLiftsRestriction(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
 	cfg.Mode = ModeApproval
-	cfg.NewAccounts = RestrictConfig{Period: 0, MessagesPerHour: 0, SubscriptionsPerHour: 0}
-	env := newEnv(t, openStore(t), cfg)
-	env.AddUser("stranger@localhost", "pw pw pw pw")
-	mustReg(t, env, "newbie", "192.0.2.1")
-	env.Bind("stranger@localhost/r").SendXML(`<presence/>`)
-	nb := env.Bind("newbie@localhost/r")
-	nb.SendXML(`<message to='stranger@localhost' type='chat' id='a1'><body>hi</body></message>`)
-	if r := nb.Expect(servertest.Name("message", "id", "a1")); r.Attr("type") != "error" {
-		t.Fatalf("before approval: %s", r)
+	env := restrictedEnv(t, cfg)
+	for i := range 4 {
+		env.AddUser(fmt.Sprintf("stranger%d@localhost", i), "pw pw pw pw")
+		env.Bind(fmt.Sprintf("stranger%d@localhost/r", i)).SendXML(`<presence/>`)
 	}
+	mustReg(t, env, "newbie", "192.0.2.1")
+	nb := env.Bind("newbie@localhost/r")
+	for i := range 3 {
+		nb.SendXML(fmt.Sprintf(`<message to='stranger%d@localhost' type='chat' id='a%d'><body>hi</body></message>`, i, i))
+	}
+	nb.Expect(isError("a2"))
 	runAdmin(t, env, "register.approve", map[string]string{"jid": "newbie@localhost"})
-	nb.SendXML(`<message to='stranger@localhost' type='chat' id='a2'><body>hi</body></message>`)
-	nb.ExpectNothing(servertest.Name("message", "id", "a2"))
-	if _, err := env.Srv.Store().KV().Get(env.Ctx, "newbie@localhost", kvRestriction); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("restriction still stored: %v", err)
+	if st, _ := env.Srv.AccountState(env.Ctx, jid.MustParse("newbie@localhost")); st.Status != store.StatusActive {
+		t.Errorf("state after approval = %+v", st)
+	}
+	nb.SendXML(`<message to='stranger3@localhost' type='chat' id='a3'><body>hi</body></message>`)
+	nb.ExpectNothing(isError("a3"))
+
+	cfg = testConfig()
+	cfg.NewAccounts.Period = cd(time.Hour)
+	env2 := restrictedEnv(t, cfg)
+	mustReg(t, env2, "fresh", "192.0.2.1")
+	st, _ := env2.Srv.AccountState(env2.Ctx, jid.MustParse("fresh@localhost"))
+	if st.Status != store.StatusRestricted || st.Expires.Sub(st.Since) != time.Hour {
+		t.Errorf("open mode with a period: state = %+v", st)
 	}
 }
 

@@ -42,7 +42,15 @@ type archiveState struct {
 
 	readsOnce sync.Once
 	reads     *stmtCache // statements on day tables, on the read pool
+
+	// owners caches archive owner ids for Append (guarded by wmu); it
+	// is forgotten when owner_gen says an owner was deleted.
+	owners   map[string]int64
+	ownerGen int64
 }
+
+// maxCachedOwners bounds archiveState.owners.
+const maxCachedOwners = 100000
 
 // readCache returns the statement cache of the read pool.
 func (a *archiveState) readCache(db *sql.DB) *stmtCache {
@@ -53,7 +61,7 @@ func (a *archiveState) readCache(db *sql.DB) *stmtCache {
 // openArchive loads the id key, the list of day tables and the highest
 // sequence number stored.
 func openArchive(ctx context.Context, w *pool) (*archiveState, error) {
-	a := &archiveState{days: make(map[int64]struct{})}
+	a := &archiveState{days: make(map[int64]struct{}), owners: make(map[string]int64), ownerGen: -1}
 	var key []byte
 	if err := w.queryRow(ctx, `SELECT value FROM archive_meta WHERE key = 'id_key'`).Scan(&key); err != nil {
 		return nil, fmt.Errorf("reading the archive id key: %w", err)
@@ -146,11 +154,12 @@ const (
 	qArchOwnerCreate = `INSERT INTO archive_owners (jid, domain) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM accounts WHERE jid = ?)`
 	qArchCountAdd    = `INSERT INTO archive_counts (owner, day, n) VALUES (?, ?, ?)
 ON CONFLICT (owner, day) DO UPDATE SET n = n + excluded.n`
-	qArchCountSub   = `UPDATE archive_counts SET n = n - ? WHERE owner = ? AND day = ?`
+	qArchCountSub   = `UPDATE archive_counts SET n = n - ? WHERE owner = ? AND day = ? RETURNING n`
 	qArchCountClean = `DELETE FROM archive_counts WHERE owner = ? AND day = ? AND n <= 0`
 	qArchHighSeq    = `UPDATE archive_meta SET value = max(value, ?) WHERE key = 'high_seq'`
 	qArchTotal      = `SELECT COALESCE(SUM(n), 0) FROM archive_counts WHERE owner = ?`
 	qArchOwnerDays  = `SELECT day, n FROM archive_counts WHERE owner = ? AND n > 0 ORDER BY day`
+	qArchOwnerGen   = `SELECT value FROM archive_meta WHERE key = 'owner_gen'`
 )
 
 func createPartition(ctx context.Context, t tx, day int64) error {
@@ -217,7 +226,16 @@ func (a archive) Append(ctx context.Context, msgs []store.ArchiveMessage, quota 
 	slices.SortFunc(rows, func(x, y row) int { return cmp.Compare(x.seq, y.seq) })
 	err := a.writeArchive(ctx, func(t tx) (func(), error) {
 		res = store.AppendResult{}
-		owners := map[string]int64{}
+		var gen int64
+		if err := t.queryRow(ctx, qArchOwnerGen).Scan(&gen); err != nil {
+			return nil, err
+		}
+		arc := a.s.arc
+		if gen != arc.ownerGen || len(arc.owners) > maxCachedOwners {
+			clear(arc.owners)
+			arc.ownerGen = gen
+		}
+		owners := map[string]int64{} // looked up in this transaction
 		counts := map[ownerDay]int64{}
 		created := map[int64]struct{}{}
 		var (
@@ -231,7 +249,10 @@ func (a archive) Append(ctx context.Context, msgs []store.ArchiveMessage, quota 
 			}
 		}()
 		for _, r := range rows {
-			oid, ok := owners[r.msg.Owner]
+			oid, ok := arc.owners[r.msg.Owner]
+			if !ok {
+				oid, ok = owners[r.msg.Owner]
+			}
 			if !ok {
 				var err error
 				if oid, err = ownerID(ctx, t, r.msg.Owner, true); err != nil {
@@ -285,7 +306,11 @@ func (a archive) Append(ctx context.Context, msgs []store.ArchiveMessage, quota 
 			}
 		}
 		if quota > 0 {
-			for _, oid := range owners {
+			touched := map[int64]bool{}
+			for k := range counts {
+				touched[k.owner] = true
+			}
+			for oid := range touched {
 				if oid == 0 {
 					continue
 				}
@@ -304,7 +329,12 @@ func (a archive) Append(ctx context.Context, msgs []store.ArchiveMessage, quota 
 		}
 		return func() {
 			for d := range created {
-				a.s.arc.days[d] = struct{}{}
+				arc.days[d] = struct{}{}
+			}
+			for j, id := range owners {
+				if id != 0 {
+					arc.owners[j] = id
+				}
 			}
 		}, nil
 	})
@@ -370,10 +400,15 @@ func deleteOwnerRows(ctx context.Context, t tx, oid, before int64, limit int) (i
 }
 
 func subCount(ctx context.Context, t tx, oid, day, n int64) error {
-	if _, err := t.exec(ctx, qArchCountSub, n, oid, day); err != nil {
+	var left int64
+	err := t.queryRow(ctx, qArchCountSub, n, oid, day).Scan(&left)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && left > 0 {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, qArchCountClean, oid, day)
+	_, err = t.exec(ctx, qArchCountClean, oid, day)
 	return err
 }
 

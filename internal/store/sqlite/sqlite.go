@@ -78,7 +78,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 
 	wdb, err := sql.Open("sqlite", base+
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate")
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"+
+		// 64 MiB of page cache for the writer: an archive batch touches
+		// many index pages, and with the default 2 MiB it spills them
+		// mid-transaction (measured: about twice the archive ingest rate).
+		"&_pragma=cache_size(-65536)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
 	}
@@ -120,7 +124,7 @@ func writeQueries() []string {
 		qRosterUpsert, qRosterDelete, qRosterBump, qPendingAdd, qPendingRemove,
 		qOfflinePush, qOfflinePushQuota,
 		qKVPut, qKVDelete,
-		qArchOwnerID, qArchOwnerCreate, qArchCountAdd, qArchCountSub, qArchCountClean, qArchHighSeq, qArchTotal, qArchOwnerDays, qArchPrefsPut,
+		qArchOwnerID, qArchOwnerCreate, qArchCountAdd, qArchCountSub, qArchCountClean, qArchHighSeq, qArchTotal, qArchOwnerDays, qArchPrefsPut, qArchOwnerGen,
 	}
 }
 

@@ -25,7 +25,10 @@ CREATE TABLE archive_meta (
 	value ANY  NOT NULL
 ) STRICT, WITHOUT ROWID;
 
-INSERT INTO archive_meta (key, value) VALUES ('id_key', randomblob(16)), ('high_seq', 0);
+-- id_key: the key of archive ids; high_seq: the highest sequence number
+-- stored; owner_gen: counts deleted owners, so that a process caching
+-- owner ids sees when one went.
+INSERT INTO archive_meta (key, value) VALUES ('id_key', randomblob(16)), ('high_seq', 0), ('owner_gen', 0);
 
 -- Small integer ids for archive owners, so day tables do not repeat the
 -- JID. AUTOINCREMENT: an id is never reused, so rows of a deleted account
@@ -47,6 +50,7 @@ CREATE TABLE archive_orphans (
 
 CREATE TRIGGER archive_owner_deleted AFTER DELETE ON archive_owners BEGIN
 	INSERT OR IGNORE INTO archive_orphans (owner) VALUES (old.id);
+	UPDATE archive_meta SET value = value + 1 WHERE key = 'owner_gen';
 END;
 
 -- The day tables that exist.
