@@ -99,12 +99,14 @@ func TestSlixmppAdminCommands(t *testing.T) {
 	if r := get("end-user-session"); len(r) != 1 || !strings.Contains(fmt.Sprint(r[0]["notes"]), "1 session(s) ended") {
 		t.Errorf("end-user-session: %v", r)
 	}
-	// Disable and re-enable report what happened, success or not (they
-	// need the account state feature).
+	// Disable and re-enable go through the account state feature.
 	for _, name := range []string{"disable-user", "reenable-user"} {
-		if r := get(name); len(r) != 1 || len(r[0]["notes"].([]any)) == 0 {
+		if r := get(name); len(r) != 1 || !strings.HasPrefix(fmt.Sprint(r[0]["notes"]), "[[info newbie@localhost") {
 			t.Errorf("%s: %v", name, r)
 		}
+	}
+	if !srv.logHas("account state changed", "jid=newbie@localhost", "to=suspended", "by=boss@localhost", "reason=testing") {
+		t.Errorf("the server log lacks the suspension")
 	}
 
 	// Someone who is not an admin.

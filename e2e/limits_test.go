@@ -310,18 +310,23 @@ message = { rate = "20/s", burst = 20 }
 	}
 	fl := mustGox(t, goxLogin{addr: srv.direct, direct: true, user: flooder, password: "flood password"})
 
-	// The chat: rounds of ping and pong, timed, until the flood is over.
+	// The chat: timed rounds of ping and pong until the flood is over,
+	// ten a second, so that the chatters stay within their own message
+	// rate (the limits apply to them too) and the round trips show what
+	// the flood costs them.
 	var mu sync.Mutex
 	var rtts []time.Duration
 	stop := make(chan struct{})
 	chatDone := make(chan error, 1)
 	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				chatDone <- nil
 				return
-			default:
+			case <-tick.C:
 			}
 			start := time.Now()
 			ping, pong := fmt.Sprintf("ping %d", i), fmt.Sprintf("pong %d", i)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -331,8 +332,15 @@ modules:
 	if err := os.WriteFile(inetrc, []byte("{lookup,[\"file\",\"native\"]}.\n{file, resolv, \"/etc/resolv.conf\"}.\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// ejabberdctl knows where Debian put the ejabberd applications.
+	erlLibs := "/usr/lib/x86_64-linux-gnu"
+	if b, err := os.ReadFile("/usr/sbin/ejabberdctl"); err == nil {
+		if m := regexp.MustCompile(`(?m)^ERL_LIBS='([^']+)'`).FindSubmatch(b); m != nil {
+			erlLibs = string(m[1])
+		}
+	}
 	env := []string{
-		"ERL_LIBS=/usr/lib/x86_64-linux-gnu",
+		"ERL_LIBS=" + erlLibs,
 		"EJABBERD_CONFIG_PATH=" + path,
 		"EJABBERD_LOG_PATH=" + filepath.Join(dir, "ejabberd.log"),
 		"ERL_INETRC=" + inetrc,

@@ -389,11 +389,23 @@ func TestSlixmppDrop(t *testing.T) {
 // STOA_REQUIRE_CLIENTS=1) when node or npm is missing or the install fails.
 func requireXmppJS(t *testing.T) string {
 	t.Helper()
-	requireClient(t, "Node.js and npm", "nodejs npm", func() error {
+	requireClient(t, "Node.js 20.10 or later and npm", "nodejs npm", func() error {
 		for _, b := range []string{"node", "npm"} {
 			if _, err := exec.LookPath(b); err != nil {
 				return err
 			}
+		}
+		// xmpp.js 0.14 declares engines node >= 20.10.
+		out, err := exec.Command("node", "--version").Output()
+		if err != nil {
+			return err
+		}
+		var major, minor int
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "v%d.%d", &major, &minor); err != nil {
+			return fmt.Errorf("node --version: %q: %w", out, err)
+		}
+		if major < 20 || (major == 20 && minor < 10) {
+			return fmt.Errorf("node %s is too old for xmpp.js 0.14 (20.10 or later)", strings.TrimSpace(string(out)))
 		}
 		return nil
 	})

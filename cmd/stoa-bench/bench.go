@@ -768,6 +768,9 @@ func (b *bench) setupRosters(ctx context.Context) (*RostersResult, error) {
 	}
 	res.Seconds = time.Since(start).Seconds()
 	b.logf("rosters: %d of %d users have all %d contacts (%.1fs)", res.Complete, b.cfg.Users, b.cfg.Contacts, res.Seconds)
+	// A preparation step: the sessions end, so that a login scenario
+	// after it measures fresh logins.
+	b.closeAll()
 	if res.Complete < b.cfg.Users {
 		return res, fmt.Errorf("only %d of %d rosters complete", res.Complete, b.cfg.Users)
 	}

@@ -112,7 +112,7 @@ type Config struct {
 	SatMax      float64  `json:"saturation_max_rate"`
 	SatHalfTime Duration `json:"saturation_half_duration"`
 
-	Contacts         int      `json:"contacts"`                // K mutual contacts per user (ring)
+	Contacts         int      `json:"contacts"`               // K mutual contacts per user (ring)
 	PresenceRate     float64  `json:"presence_rate_per_user"` // presence changes per second per user
 	PresenceDuration Duration `json:"presence_duration"`
 

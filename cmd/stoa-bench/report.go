@@ -18,7 +18,9 @@ func printResult(w io.Writer, r *Result) {
 	s := r.Settings
 	fmt.Fprintf(w, "\nstoa-bench: %s %s at %s (%s, %s, %d users from %d source addresses)\n", s.Server, s.ServerVersion, s.Addr, s.TLS, s.Mech, s.Users, len(s.Sources))
 	fmt.Fprintf(w, "machine: %s, %d cores, %.0f GiB, Linux %s, %s, load %s\n\n", r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryGiB, r.Machine.Kernel, r.Machine.Go, r.Machine.LoadAvg)
-	tw := func(k string, format string, args ...any) { fmt.Fprintf(w, "  %-34s %s\n", k, fmt.Sprintf(format, args...)) }
+	tw := func(k string, format string, args ...any) {
+		fmt.Fprintf(w, "  %-34s %s\n", k, fmt.Sprintf(format, args...))
+	}
 	if a := r.Accounts; a != nil {
 		tw("accounts ("+a.Method+")", "%d created, %d existed, %d failed, %.1fs", a.Created, a.Existing, a.Failed, a.Seconds)
 	}
@@ -193,7 +195,9 @@ type figure struct {
 func figures() []figure {
 	return []figure{
 		{name: "logins per second", unit: "/s", higher: true, factor: 2, target: "≥ 2× best peer",
-			get: func(r *Result) (float64, bool) { return val(r.Login != nil, func() float64 { return r.Login.PerSecond }) }},
+			get: func(r *Result) (float64, bool) {
+				return val(r.Login != nil, func() float64 { return r.Login.PerSecond })
+			}},
 		{name: "login latency p50", unit: "ms", get: func(r *Result) (float64, bool) {
 			return val(r.Login != nil, func() float64 { return r.Login.Latency.P50 })
 		}},
@@ -216,11 +220,21 @@ func figures() []figure {
 		{name: "chat: server CPU per message", unit: "µs", factor: 1.0 / 3, target: "≤ ⅓ best peer", get: func(r *Result) (float64, bool) {
 			return val(r.Chat != nil && r.Chat.Usage.ServerSampled, func() float64 { return r.Chat.CPUPerMsgUs })
 		}},
-		{name: "chat: latency p50", unit: "ms", get: func(r *Result) (float64, bool) { return val(r.Chat != nil, func() float64 { return r.Chat.Latency.P50 }) }},
-		{name: "chat: latency p90", unit: "ms", get: func(r *Result) (float64, bool) { return val(r.Chat != nil, func() float64 { return r.Chat.Latency.P90 }) }},
-		{name: "chat: latency p99", unit: "ms", get: func(r *Result) (float64, bool) { return val(r.Chat != nil, func() float64 { return r.Chat.Latency.P99 }) }},
-		{name: "chat: latency max", unit: "ms", get: func(r *Result) (float64, bool) { return val(r.Chat != nil, func() float64 { return r.Chat.Latency.Max }) }},
-		{name: "chat: lost messages", unit: "", get: func(r *Result) (float64, bool) { return val(r.Chat != nil, func() float64 { return float64(r.Chat.Lost) }) },
+		{name: "chat: latency p50", unit: "ms", get: func(r *Result) (float64, bool) {
+			return val(r.Chat != nil, func() float64 { return r.Chat.Latency.P50 })
+		}},
+		{name: "chat: latency p90", unit: "ms", get: func(r *Result) (float64, bool) {
+			return val(r.Chat != nil, func() float64 { return r.Chat.Latency.P90 })
+		}},
+		{name: "chat: latency p99", unit: "ms", get: func(r *Result) (float64, bool) {
+			return val(r.Chat != nil, func() float64 { return r.Chat.Latency.P99 })
+		}},
+		{name: "chat: latency max", unit: "ms", get: func(r *Result) (float64, bool) {
+			return val(r.Chat != nil, func() float64 { return r.Chat.Latency.Max })
+		}},
+		{name: "chat: lost messages", unit: "", get: func(r *Result) (float64, bool) {
+			return val(r.Chat != nil, func() float64 { return float64(r.Chat.Lost) })
+		},
 			abs: func(v float64) (bool, string) { return v == 0, "0" }},
 		{name: "presence: broadcasts per second", unit: "/s", higher: true, get: func(r *Result) (float64, bool) {
 			return val(r.Presence != nil, func() float64 { return r.Presence.Rate })

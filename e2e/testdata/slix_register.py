@@ -33,6 +33,14 @@ def emit(event, **kw):
     print(json.dumps(kw), flush=True)
 
 
+def value(field):
+    """A field's value: slixmpp returns a list for some field types."""
+    v = field["value"]
+    if isinstance(v, list):
+        return v[0] if v else ""
+    return v
+
+
 def solve_hashcash(prefix, label_hex):
     """XEP-0158 section 5.1: a string starting with prefix whose SHA-256
     hash has as least significant bits the bits of the label."""
@@ -83,7 +91,7 @@ class Registrar(slixmpp.ClientXMPP):
         sub.add_field(var="FORM_TYPE", value="jabber:iq:register")
         for var in ("challenge", "sid", "answers", "from"):
             if var in form.get_fields():
-                sub.add_field(var=var, value=form.get_fields()[var]["value"])
+                sub.add_field(var=var, value=value(form.get_fields()[var]))
         if answer is not None:
             sub.add_field(var="SHA-256", value=answer)
         sub.add_field(var="username", value=username)
@@ -99,7 +107,7 @@ class Registrar(slixmpp.ClientXMPP):
             answer = None
             if "SHA-256" in fields:
                 label = fields["SHA-256"]["label"]
-                prefix = fields["from"]["value"] if "from" in fields else self.cfg["domain"]
+                prefix = value(fields["from"]) if "from" in fields else self.cfg["domain"]
                 t0 = time.monotonic()
                 answer, tries, bits = solve_hashcash(prefix, label)
                 emit("hashcash", label=label, bits=bits, tries=tries, seconds=round(time.monotonic() - t0, 3))

@@ -23,7 +23,7 @@ type metricsServer struct {
 	wg   sync.WaitGroup
 }
 
-func listenMetrics(addr string, srv *server.Server, log *slog.Logger) (*metricsServer, error) {
+func listenMetrics(addr string, pprof bool, srv *server.Server, log *slog.Logger) (*metricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("app: metrics: listening on %s: %w (change [metrics] listen, or set it to \"\" to turn it off)", addr, err)
@@ -39,6 +39,9 @@ func listenMetrics(addr string, srv *server.Server, log *slog.Logger) (*metricsS
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if pprof {
+		servePprof(mux) // pprof.go
+	}
 	return &metricsServer{
 		ln:  ln,
 		log: log,

@@ -58,12 +58,14 @@ func (r *reloader) reload() {
 		r.level.Set(parseLevel(cfg.log.Level))
 	}
 	r.applied = f
+	// The restart warning comes first so that "configuration reloaded"
+	// is the last line of a reload (tests and operators wait for it).
+	if len(restart) > 0 {
+		r.log.Warn("these changed options take effect only after a restart", "keys", restart)
+	}
 	if len(reloadable) > 0 {
 		r.log.Info("configuration reloaded", "applied", reloadable)
 	} else {
 		r.log.Info("configuration reloaded; no reloadable option changed")
-	}
-	if len(restart) > 0 {
-		r.log.Warn("these changed options take effect only after a restart", "keys", restart)
 	}
 }

@@ -284,7 +284,7 @@ func start(ctx context.Context, opts Options, cfg sections, log *slog.Logger) (*
 	})
 
 	if cfg.metrics.Listen != "" {
-		n.metrics, err = listenMetrics(cfg.metrics.Listen, n.srv, log)
+		n.metrics, err = listenMetrics(cfg.metrics.Listen, cfg.metrics.Pprof, n.srv, log)
 		if err != nil {
 			return nil, err
 		}

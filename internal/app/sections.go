@@ -92,6 +92,7 @@ func (c TLSConfig) Validate() error {
 // MetricsConfig is the [metrics] table.
 type MetricsConfig struct {
 	Listen string `toml:"listen" help:"Address of the internal HTTP listener serving /metrics (Prometheus) and /healthz; empty turns it off. Keep it on a loopback or private address."`
+	Pprof  bool   `toml:"pprof" help:"Also serve Go's profiler under /debug/pprof/ on this listener (CPU and heap profiles, goroutine dumps; see docs/benchmarks.md). Profiles reveal internals and a CPU profile costs a little CPU while it runs: turn it on to investigate, on a loopback address only."`
 }
 
 // Validate checks the listen address.

@@ -34,6 +34,8 @@ type Service struct {
 	bw       *bandwidthMetrics // bandwidth.go
 	sm       *smMetrics
 	bufs     xml.BufferPool // read buffers shared by idle decoders
+	tlsOnce  sync.Once      // tlsCfg is built once: see tlsConfig
+	tlsCfg   *tls.Config
 	failIP   *policy.Backoff
 	failUser *policy.Backoff
 
@@ -239,7 +241,12 @@ func (svc *Service) Shutdown(ctx context.Context) error {
 	}
 }
 
-// tlsConfig returns the TLS configuration for client connections.
+// tlsConfig returns the TLS configuration for client connections. It is
+// built once and shared: every tls.Conn keeps its Config, and a Config per
+// connection cost about 500 bytes per session and its own session-ticket
+// keys at every login (docs/benchmarks.md). Certificates are still chosen
+// per handshake (GetCertificate), so reloads take effect.
 func (svc *Service) tlsConfig() *tls.Config {
-	return svc.certs.TLSConfig(tls.VersionTLS12, "xmpp-client")
+	svc.tlsOnce.Do(func() { svc.tlsCfg = svc.certs.TLSConfig(tls.VersionTLS12, "xmpp-client") })
+	return svc.tlsCfg
 }

@@ -169,6 +169,9 @@ type tclient struct {
 	dec  *xml.Decoder
 	user string
 	jid  string
+
+	sm      bool // stream management enabled: count what is read
+	handled int
 }
 
 var errStreamEnd = errors.New("the server closed its stream")
@@ -234,6 +237,9 @@ func (c *tclient) read() (elem, error) {
 			if err := c.dec.DecodeElement(&e, &tok); err != nil {
 				return elem{}, err
 			}
+			if c.sm && e.XMLName.Space == "jabber:client" {
+				c.handled++
+			}
 			return e, nil
 		case xml.EndElement:
 			return elem{}, errStreamEnd
@@ -294,6 +300,13 @@ func (n *testNode) connect(user, resource string) *tclient {
 	c.login()
 	c.bind(resource)
 	return c
+}
+
+// closeAcked acknowledges every stanza read so far (XEP-0198) and closes
+// the stream cleanly.
+func (c *tclient) closeAcked() {
+	c.t.Helper()
+	c.send(fmt.Sprintf(`<a xmlns='urn:xmpp:sm:3' h='%d'/></stream:stream>`, c.handled))
 }
 
 // cut drops the TCP connection without closing the stream or TLS (an RST).

@@ -15,8 +15,6 @@ import (
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/server/servertest"
 	"stoa.im/stoa/internal/store"
-	"stoa.im/stoa/internal/xmpp/jid"
-	"stoa.im/stoa/internal/xmpp/stanza"
 	sxml "stoa.im/stoa/internal/xmpp/xml"
 )
 
@@ -26,23 +24,6 @@ import (
 // complete feature list of internal/mod, driven by TLS clients.
 
 const appServer = "app@localhost/srv" // the test's push service
-
-// blockStandIn refuses messages from mallory at DeliverLocal with the
-// policy priority, where the blocking feature (XEP-0191) hooks: a
-// blocked message never reaches archiving, carbons, storage or push.
-var blockStandIn = server.Feature{
-	Name: "blockstandin",
-	Doc:  "Test stand-in for XEP-0191 blocking.",
-	Setup: func(s *server.Setup, _ any) error {
-		s.Hook(server.DeliverLocal, server.PrioPolicy, func(_ context.Context, st *server.Stanza) server.Result {
-			if st.Kind == server.KindMessage && st.From.Bare().String() == "mallory@localhost" && st.To.Local() == "alice" {
-				return server.Deny("blocked", stanza.NewError(stanza.ServiceUnavailable, "The recipient blocked you."))
-			}
-			return server.Next
-		})
-		return nil
-	},
-}
 
 // detachLog records the resumption timeouts granted to detached sessions.
 type detachLog struct {
@@ -85,7 +66,7 @@ func newRowNode(t *testing.T) *rowNode {
 	pc := push.Feature.Defaults.(push.Config)
 	pc.MinInterval = 0
 	d := &detachLog{timeouts: map[string]time.Duration{}}
-	features := append(mod.All(), blockStandIn, d.feature())
+	features := append(mod.All(), d.feature())
 	n := newNodeWith(t, features, map[string]any{"mam": mc, "push": pc}, func(c *Config) {
 		c.StreamManagement.ResumeTimeout = config.Duration(time.Hour)
 		c.StreamManagement.PushResumeTimeout = config.Duration(72 * time.Hour)
@@ -174,7 +155,9 @@ func (n *rowNode) metric(name string) float64 {
 // pushed waits for a notification to the app server and answers it.
 func (n *rowNode) pushed() map[string]string {
 	n.t.Helper()
-	iq := n.app.Expect(func(el *sxml.Element) bool { return el.Local == "iq" && strings.Contains(el.String(), "urn:xmpp:push:summary") })
+	iq := n.app.Expect(func(el *sxml.Element) bool {
+		return el.Local == "iq" && strings.Contains(el.String(), "urn:xmpp:push:summary")
+	})
 	n.app.SendXML(`<iq type='result' id='` + iq.Attr("id") + `' to='localhost'/>`)
 	out := map[string]string{}
 	for _, f := range iq.Child("http://jabber.org/protocol/pubsub", "pubsub").Child("http://jabber.org/protocol/pubsub", "publish").
@@ -359,29 +342,44 @@ func TestMessagesPushEnabled(t *testing.T) {
 	}
 }
 
-// Row: blocked. Refused before any of the rest: the sender gets an error;
-// nothing is delivered, stored, archived, copied or pushed.
+// Row: blocked (XEP-0191, the blocking feature). Refused before any of
+// the rest, online or offline: the sender gets service-unavailable;
+// nothing is delivered, copied, stored, archived or pushed.
 func TestMessagesBlocked(t *testing.T) {
 	t.Parallel()
 	n := newRowNode(t)
 	desk, _ := n.device("desk", false)
-	n.mallory.SendXML(`<message to='alice@localhost/desk' type='chat' id='spam'><body>buy</body></message>`)
-	n.mallory.SendXML(`<message to='alice@localhost' type='chat' id='spam2'><body>buy</body></message>`)
-	for _, id := range []string{"spam", "spam2"} {
-		n.mallory.Expect(servertest.Name("message", "id", id, "type", "error"))
-	}
+	phone, _ := n.device("phone", true)
+	desk.iq("block", `<block xmlns='urn:xmpp:blocking'><item jid='mallory@localhost'/></block>`)
+
+	n.mallory.SendXML(`<message to='alice@localhost/desk' type='chat' id='spam1'><body>buy</body></message>`)
+	n.mallory.Expect(servertest.Name("message", "id", "spam1", "type", "error"))
 	n.fromBob(desk.jid, "m1", "real")
 	if m := desk.readMessages(1); m[0].attr("id") != "m1" {
 		t.Errorf("desk got %s before bob's message", m[0])
 	}
+	if m := phone.readMessages(1); !isCarbonOf(m[0], "m1") {
+		t.Errorf("phone got %s before the carbon of bob's message", m[0])
+	}
+
+	// Offline now: still nothing is kept or pushed for mallory.
+	for _, c := range []*tclient{desk, phone} {
+		c.closeAcked()
+		waitFor(t, "the session to end", func() bool { return c.session() == nil })
+	}
+	n.mallory.SendXML(`<message to='alice@localhost' type='chat' id='spam2'><body>buy</body></message>`)
+	n.mallory.Expect(servertest.Name("message", "id", "spam2", "type", "error"))
 	if k := n.offlineCount(); k != 0 {
 		t.Errorf("offline storage holds %d", k)
 	}
 	if v := n.metric("stoa_push_triggered_total"); v != 0 {
-		t.Errorf("push triggered")
+		t.Errorf("push triggered by a blocked sender")
 	}
-	n.archived(1) // bob's only
-	if s := n.srv.Session(jid.MustParse(desk.jid)); s == nil {
-		t.Error("desk session gone")
+	// Bob, not blocked, for contrast: stored and pushed.
+	n.fromBob("alice@localhost", "m2", "later")
+	if k := n.offlineCount(); k != 1 {
+		t.Errorf("offline storage holds %d, want bob's message", k)
 	}
+	n.pushed()
+	n.archived(2) // bob's two only
 }

@@ -41,6 +41,7 @@ func (c *tclient) enable(resume bool, max int) elem {
 	if e.XMLName.Local != "enabled" || e.XMLName.Space != nsSM {
 		c.t.Fatalf("%s: enable: got %s", c.user, e)
 	}
+	c.sm = true
 	return e
 }
 

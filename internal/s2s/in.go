@@ -27,8 +27,11 @@ type inConn struct {
 	sasl     bool   // authenticated with SASL EXTERNAL
 	verified bool   // answered a db:verify (a verification-only stream)
 
+	authDeadline time.Time // when an unauthenticated stream times out
+
 	mu      sync.Mutex
-	bidiReq bool // the peer asked for a bidirectional stream
+	bidiReq bool     // the peer asked for a bidirectional stream
+	events  []func() // work for the serving goroutine (see post)
 	// authed maps an authenticated pair (local, remote) to its mechanism.
 	authed map[pair]string
 }
@@ -84,7 +87,8 @@ func (ic *inConn) authorize(p pair, mech string) {
 func (ic *inConn) serve(ctx context.Context) {
 	svc := ic.svc
 	c := ic.c
-	_ = c.shaped.SetDeadline(svc.now().Add(time.Duration(svc.cfg.ConnectTimeout)))
+	ic.authDeadline = svc.now().Add(time.Duration(svc.cfg.ConnectTimeout))
+	_ = c.shaped.SetDeadline(ic.authDeadline)
 	err := ic.run(ctx)
 	svc.retireIn(ic)
 	svc.mu.Lock()
@@ -193,6 +197,10 @@ func (ic *inConn) stream(ctx context.Context) error {
 		if err != nil {
 			return stanza.NewStreamError(stanza.InvalidFrom, fmt.Sprintf("%q is not a domain.", from))
 		}
+		if svc.srv.Host(f) != nil {
+			svc.srv.CountDenied("s2s_invalid_from")
+			return stanza.NewStreamError(stanza.InvalidFrom, f+" is served here; another server cannot speak for it.")
+		}
 		if svc.blocked(f) {
 			svc.srv.CountDenied("s2s_blocked_domain")
 			svc.metrics.outcome("in", f, "blocked")
@@ -207,15 +215,49 @@ func (ic *inConn) stream(ctx context.Context) error {
 	for {
 		el, err := c.dec.Next()
 		if err != nil {
+			if isTimeout(err) && ic.runEvents() {
+				continue // woken up by post
+			}
 			return err
 		}
 		if err := ic.handle(ctx, el); err != nil {
 			return err
 		}
+		ic.runEvents()
 		if c.dec.Buffered() == 0 {
 			c.dec.Idle()
 		}
 	}
+}
+
+// post runs f on the serving goroutine, which owns the decoder and the
+// deadlines: it is woken from its read by an expired read deadline.
+func (ic *inConn) post(f func()) {
+	ic.mu.Lock()
+	ic.events = append(ic.events, f)
+	ic.mu.Unlock()
+	_ = ic.c.shaped.SetReadDeadline(time.Now())
+}
+
+// runEvents runs posted work and restores the read deadline; it reports
+// whether there was any.
+func (ic *inConn) runEvents() bool {
+	ic.mu.Lock()
+	ev := ic.events
+	ic.events = nil
+	ic.mu.Unlock()
+	if len(ev) == 0 {
+		return false
+	}
+	for _, f := range ev {
+		f()
+	}
+	if ic.isAuthed() {
+		_ = ic.c.shaped.SetReadDeadline(time.Time{})
+	} else {
+		_ = ic.c.shaped.SetReadDeadline(ic.authDeadline)
+	}
+	return true
 }
 
 // features are the stream features for the stream's current state.
@@ -333,6 +375,10 @@ func (ic *inConn) external(el *xml.Element) error {
 	if err != nil {
 		return c.write(saslFailure("invalid-authzid", "Say which domain you are."))
 	}
+	if svc.srv.Host(d) != nil {
+		svc.srv.CountDenied("s2s_invalid_from")
+		return stanza.NewStreamError(stanza.InvalidFrom, d+" is served here; another server cannot speak for it.")
+	}
 	if authzid != "" && ic.from != "" && d != ic.from {
 		return c.write(saslFailure("invalid-authzid", "The authorization identity differs from the stream's 'from'."))
 	}
@@ -376,6 +422,10 @@ func (ic *inConn) dialbackResult(el *xml.Element) error {
 	if svc.srv.Host(local) == nil {
 		_ = c.writeRaw(dbElement("result", local, remote, "", "error", "", stanza.ItemNotFound))
 		return nil
+	}
+	if svc.srv.Host(remote) != nil {
+		svc.srv.CountDenied("s2s_invalid_from")
+		return stanza.NewStreamError(stanza.InvalidFrom, remote+" is served here; another server cannot speak for it.")
 	}
 	if svc.blocked(remote) {
 		svc.srv.CountDenied("s2s_blocked_domain")
@@ -439,8 +489,13 @@ func (ic *inConn) dialbackVerify(el *xml.Element) error {
 	return ic.c.writeRaw(dbElement("verify", originating, receiving, id, typ, "", ""))
 }
 
-// dialbackVerified is called with the authoritative server's answer.
+// dialbackVerified is called with the authoritative server's answer (on
+// another connection's goroutine).
 func (ic *inConn) dialbackVerified(k verifyKey, typ string) {
+	ic.post(func() { ic.dialbackAnswer(k, typ) })
+}
+
+func (ic *inConn) dialbackAnswer(k verifyKey, typ string) {
 	svc := ic.svc
 	switch typ {
 	case "valid":

@@ -133,15 +133,19 @@ func (oc *outConn) run(ctx context.Context) {
 	c.log = c.log.With("local", oc.p.local, "remote", oc.p.remote)
 	log.Info("s2s: connected", "mechanism", mech, "bidi", oc.bidi, "addr", c.remote.String(),
 		"took", svc.now().Sub(started).Round(time.Millisecond).String())
+	var refused []qitem
 	oc.mu.Lock()
 	oc.c = c
 	for _, it := range oc.pending {
 		if err := c.send(it); err != nil {
-			svc.bounce(ctx, it, stanza.ResourceConstraint, fmt.Sprintf("Too much is waiting for %s; try again later.", oc.p.remote))
+			refused = append(refused, it)
 		}
 	}
 	oc.pending, oc.pendingBytes = nil, 0
 	oc.mu.Unlock()
+	for _, it := range refused {
+		svc.bounce(ctx, it, stanza.ResourceConstraint, fmt.Sprintf("Too much is waiting for %s; try again later.", oc.p.remote))
+	}
 	oc.markReady(c)
 
 	err = oc.read(ctx, c)

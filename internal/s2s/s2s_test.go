@@ -298,7 +298,7 @@ func TestIdleClose(t *testing.T) {
 
 // rawPeer authenticates to n as domain with a certificate and then lets
 // the test write raw XML.
-func rawPeer(t *testing.T, n *node, domain string, cs *tlsCert) (*tls.Conn, *xml.Decoder) {
+func rawPeer(t *testing.T, n *node, domain string, cs *tlsCert, external bool) (*tls.Conn, *xml.Decoder) {
 	t.Helper()
 	st, _ := n.svc.Addrs()
 	c, err := net.Dial("tcp", st[0].String())
@@ -330,6 +330,9 @@ func rawPeer(t *testing.T, n *node, domain string, cs *tlsCert) (*tls.Conn, *xml
 	if err != nil || f.Child(nsSASL, "mechanisms") == nil {
 		t.Fatalf("features after TLS: %v %v", f, err)
 	}
+	if !external {
+		return tc, dec
+	}
 	fmt.Fprintf(tc, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>%s</auth>", base64.StdEncoding.EncodeToString([]byte(domain)))
 	if el, err := dec.Next(); err != nil || el.Local != "success" {
 		t.Fatalf("auth: %v %v", el, err)
@@ -353,7 +356,7 @@ func TestForgedFromRefused(t *testing.T) {
 	a := w.node("a.test", nodeOpts{cs: ca.issue(t, "a.test"), roots: ca.pool})
 	alice := newInbox(t, a, "alice@a.test/r")
 	peer := ca.issue(t, "b.test")
-	tc, dec := rawPeer(t, a, "b.test", &tlsCert{cert: peer.For("b.test"), roots: ca.pool})
+	tc, dec := rawPeer(t, a, "b.test", &tlsCert{cert: peer.For("b.test"), roots: ca.pool}, true)
 	// An authenticated sender is delivered...
 	fmt.Fprintf(tc, "<message from='bob@b.test/x' to='alice@a.test/r' type='chat'><body>genuine</body></message>")
 	alice.expect(isMessageWithBody("genuine"))
@@ -508,4 +511,43 @@ func TestBandwidthPolicyApplies(t *testing.T) {
 			t.Errorf("the bandwidth policy was not asked for %v; asked: %v", want, asked)
 		}
 	}
+}
+
+func TestDialbackRequests(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, "CA")
+	w := newWorld(t)
+	a := w.node("a.test", nodeOpts{cs: ca.issue(t, "a.test"), roots: ca.pool})
+	peer := &tlsCert{cert: ca.issue(t, "b.test").For("b.test"), roots: ca.pool}
+	t.Run("valid certificate: no verification round trip", func(t *testing.T) {
+		tc, dec := rawPeer(t, a, "b.test", peer, false)
+		tc.Write(dbElement("result", "b.test", "a.test", "", "", "0123456789abcdef", ""))
+		el, err := dec.Next()
+		if err != nil || el.Local != "result" || el.Attr("type") != "valid" || el.Attr("from") != "a.test" || el.Attr("to") != "b.test" {
+			t.Fatalf("got %v, %v", el, err)
+		}
+		if got := a.outcome("in", "b.test", "dialback_cert"); got != 1 {
+			t.Errorf("dialback_cert = %v", got)
+		}
+	})
+	t.Run("a local domain claimed by a peer", func(t *testing.T) {
+		tc, dec := rawPeer(t, a, "b.test", peer, false)
+		tc.Write(dbElement("result", "a.test", "a.test", "", "", "0123456789abcdef", ""))
+		el, err := dec.Next()
+		if err != nil || el.Child("urn:ietf:params:xml:ns:xmpp-streams", "invalid-from") == nil {
+			t.Fatalf("got %v, %v; want invalid-from", el, err)
+		}
+	})
+	t.Run("a key that is not ours", func(t *testing.T) {
+		tc, dec := rawPeer(t, a, "b.test", peer, false)
+		tc.Write(dbElement("verify", "b.test", "a.test", "some-id", "", "forged", ""))
+		el, err := dec.Next()
+		if err != nil || el.Local != "verify" || el.Attr("type") != "invalid" {
+			t.Fatalf("got %v, %v; want type='invalid'", el, err)
+		}
+		tc.Write(dbElement("verify", "b.test", "a.test", "some-id", "", a.svc.dialbackKey("b.test", "a.test", "some-id"), ""))
+		if el, err = dec.Next(); err != nil || el.Attr("type") != "valid" {
+			t.Fatalf("got %v, %v; want type='valid'", el, err)
+		}
+	})
 }

@@ -257,8 +257,9 @@ func (s *Server) signupPost(w http.ResponseWriter, r *http.Request) {
 		Title: msg.T("welcome.title"),
 		Data: struct {
 			JID, Contact string
+			Approval     bool
 			Apps         appLists
-		}{account.String(), contact, appsOf(r)},
+		}{account.String(), contact, d.Approval, appsOf(r)},
 	})
 }
 

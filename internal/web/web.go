@@ -157,9 +157,18 @@ func New(opts Options) (*Server, error) {
 		Namespace: "stoa", Subsystem: "web", Name: "signups_total",
 		Help: "Web sign-up attempts by result (created, refused, pow_refused, csrf_refused, error).",
 	}, []string{"result"})
-	for _, c := range []prometheus.Collector{s.requests, s.signups} {
-		if err := opts.Server.Registry().Register(c); err != nil {
-			return nil, fmt.Errorf("web: registering metrics: %w", err)
+	for _, c := range []**prometheus.CounterVec{&s.requests, &s.signups} {
+		if err := opts.Server.Registry().Register(*c); err != nil {
+			// A second listener on the same server (tests) shares them.
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("web: registering metrics: %w", err)
+			}
+			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+			if !ok {
+				return nil, fmt.Errorf("web: registering metrics: %w", err)
+			}
+			*c = existing
 		}
 	}
 	s.handler = s.routes()

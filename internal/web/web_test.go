@@ -1,6 +1,9 @@
 package web
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"html"
@@ -21,6 +24,7 @@ import (
 
 	altcha "github.com/altcha-org/altcha-lib-go"
 
+	"stoa.im/stoa/internal/certs"
 	"stoa.im/stoa/internal/config"
 	"stoa.im/stoa/internal/mod/invite"
 	"stoa.im/stoa/internal/mod/presence"
@@ -552,5 +556,56 @@ func TestCatalogComplete(t *testing.T) {
 		if !used[k] {
 			t.Errorf("message %q is in the catalog but unused", k)
 		}
+	}
+}
+
+// TestTLSListener: with tls = true the listener serves HTTPS with the
+// certificate store, marks the connection secure (HSTS, Secure cookie),
+// and Shutdown stops it.
+func TestTLSListener(t *testing.T) {
+	t.Parallel()
+	files, err := certs.GenerateDev(t.TempDir(), []string{"localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := certs.Load([]certs.Pair{{Cert: files.Cert, Key: files.Key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, ModeOpen, nil)
+	cfg := Defaults
+	cfg.Listen, cfg.TLS = "127.0.0.1:0", true
+	w, err := New(Options{Config: cfg, Server: e.srv.Srv, Certs: cs, Secret: []byte("another secret of enough length!"), Mode: func(string) string { return ModeOpen }})
+	if err == nil {
+		err = w.Listen()
+	}
+	if err != nil {
+		// newEnv's web server registered the metrics on the same
+		// registry already: a second one shares them.
+		t.Fatal(err)
+	}
+	w.Serve(t.Context())
+	pem, err := os.ReadFile(files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	resp, err := c.Get("https://" + w.Addr().String() + "/register")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Strict-Transport-Security") == "" || !strings.Contains(resp.Header.Get("Set-Cookie"), "Secure") {
+		t.Errorf("HTTPS: %d, HSTS %q, cookie %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"), resp.Header.Get("Set-Cookie"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get("https://" + w.Addr().String() + "/"); err == nil {
+		t.Errorf("the listener still answers after Shutdown")
 	}
 }

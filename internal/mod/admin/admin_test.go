@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"stoa.im/stoa/internal/mod/accountstate"
 	"stoa.im/stoa/internal/mod/adhoc"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/server/servertest"
@@ -304,4 +305,44 @@ func TestStatistics(t *testing.T) {
 		t.Errorf("registered list = %q, %q", res.Values("registereduserjids"), res.Instructions)
 	}
 	wantError(t, e.run(e.admin, "get-registered-users-list", map[string][]string{"max_items": {"lots"}}), stanza.BadRequest, "max_items")
+}
+
+// TestDisableWithAccountState disables and re-enables through the real
+// account state feature, found with server.Find as in production.
+func TestDisableWithAccountState(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &env{t: t, st: st}
+	e.Env = servertest.NewWithOptions(t, server.Options{
+		Admins: []string{"admin@localhost"}, Store: st,
+		Features: []server.Feature{adhoc.Feature, accountstate.Feature, Feature},
+	})
+	e.AddUser("admin@localhost", "pw")
+	e.AddUser("alice@localhost", "pw")
+	e.admin = e.Bind("admin@localhost/r")
+	alice := e.Bind("alice@localhost/r")
+
+	notes, _ := completed(t, e.run(e.admin, "disable-user", map[string][]string{"accountjids": {"alice@localhost"}, "reason": {"Spam."}}))
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "info: alice@localhost is disabled") {
+		t.Errorf("notes = %q", notes)
+	}
+	s, err := e.Srv.AccountState(e.Ctx, jid.MustParse("alice@localhost"))
+	if err != nil || s.Status != store.StatusSuspended || s.Reason != "Spam." || s.By != "admin@localhost" {
+		t.Errorf("state = %+v, %v", s, err)
+	}
+	if _, closed := alice.Closed(); !closed {
+		t.Error("the disabled account's session is still open")
+	}
+	_, res := completed(t, e.run(e.admin, "user-stats", map[string][]string{"accountjid": {"alice@localhost"}}))
+	if res.Value("state") != "suspended" {
+		t.Errorf("user-stats state = %q", res.Value("state"))
+	}
+	completed(t, e.run(e.admin, "reenable-user", map[string][]string{"accountjids": {"alice@localhost"}}))
+	if s, _ := e.Srv.AccountState(e.Ctx, jid.MustParse("alice@localhost")); s.Status != store.StatusActive {
+		t.Errorf("state after re-enable = %+v", s)
+	}
 }

@@ -137,6 +137,13 @@ func (f *feature) blocks(ctx context.Context, owner jid.JID, other jid.JID) bool
 	return e.matches(other)
 }
 
+// fromOwnServer reports whether j is one of the hosts served here: the
+// server's own answers (service discovery, pushes, notices) always
+// reach its users, even one who blocked a whole local domain.
+func (f *feature) fromOwnServer(j jid.JID) bool {
+	return j.Local() == "" && f.srv.Host(j.Domain()) != nil
+}
+
 // isLocalAccount reports whether j is an account of a host served here.
 func (f *feature) isLocalAccount(j jid.JID) bool {
 	return !j.IsZero() && j.Local() != "" && f.srv.Host(j.Domain()) != nil
@@ -193,7 +200,7 @@ func (f *feature) deliverLocal(ctx context.Context, st *server.Stanza) server.Re
 	if st.To.Local() == "" || st.From.IsZero() || st.From.Bare() == st.To.Bare() {
 		return server.Next
 	}
-	if f.blocks(ctx, st.To, st.From) {
+	if !f.fromOwnServer(st.From) && f.blocks(ctx, st.To, st.From) {
 		return incoming(st)
 	}
 	if !st.IsError() && f.isLocalAccount(st.From) && f.blocks(ctx, st.From, st.To) {
@@ -215,7 +222,7 @@ func (f *feature) deliverRemote(ctx context.Context, st *server.Stanza) server.R
 // it catches what reaches a session without DeliverLocal (offline
 // messages, re-sent subscription requests) from a JID blocked since.
 func (f *feature) toSession(ctx context.Context, st *server.Stanza) server.Result {
-	if st.To.Local() == "" || st.From.IsZero() || st.From.Bare() == st.To.Bare() {
+	if st.To.Local() == "" || st.From.IsZero() || st.From.Bare() == st.To.Bare() || f.fromOwnServer(st.From) {
 		return server.Next
 	}
 	if f.blocks(ctx, st.To, st.From) {

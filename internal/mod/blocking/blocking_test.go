@@ -166,7 +166,9 @@ func TestBlockedContact(t *testing.T) {
 	bob.SendXML(`<presence to='alice@localhost' type='subscribe' id='p1'/>`)
 	bob.SendXML(`<presence to='alice@localhost' type='probe' id='p2'/>`)
 	bob.ExpectNothing(id("p1"))
-	bob.ExpectNothing(func(el *xml.Element) bool { return el.Local == "presence" && el.Attr("from") == "alice@localhost/r" && el.Attr("type") != "unavailable" })
+	bob.ExpectNothing(func(el *xml.Element) bool {
+		return el.Local == "presence" && el.Attr("from") == "alice@localhost/r" && el.Attr("type") != "unavailable"
+	})
 	a.ExpectNothing(func(el *xml.Element) bool { return el.Attr("from") != "" && strings.HasPrefix(el.Attr("from"), "bob@") })
 
 	// alice's stanzas to bob.
@@ -186,7 +188,8 @@ func TestBlockedContact(t *testing.T) {
 }
 
 // TestBlockDomain: a domain item blocks every JID of that domain, and a
-// full-JID item only that resource.
+// full-JID item only that resource; the user's own server stays
+// reachable when its domain is blocked.
 func TestBlockDomain(t *testing.T) {
 	t.Parallel()
 	env := newEnv(t)
@@ -210,6 +213,19 @@ func TestBlockDomain(t *testing.T) {
 		a.ExpectNothing(id(m))
 	}
 	a.Expect(id("d4"))
+
+	// Blocking the user's own domain blocks its users, not the server.
+	a.SendXML(`<iq type='set' id='b2'><block xmlns='urn:xmpp:blocking'><item jid='localhost'/></block></iq>`)
+	a.Expect(id("b2"))
+	env.AddUser("bob@localhost", "pw")
+	env.Bind("bob@localhost/r").SendXML(`<message to='alice@localhost' type='chat' id='d5'><body>hi</body></message>`)
+	send("localhost", "d6")
+	a.Expect(id("d6"))
+	a.ExpectNothing(id("d5"))
+	a.SendXML(`<iq to='localhost' type='get' id='v1'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	if r := a.Expect(id("v1")); strings.Contains(r.String(), "blocked") {
+		t.Errorf("the user's own server was blocked: %s", r)
+	}
 
 	e := newEntry([]string{"evil.example", "x@other.example/bot", "good.example/res", "eve@bad.example"})
 	for in, want := range map[string]bool{

@@ -254,7 +254,8 @@ func (f *feature) create(ctx context.Context, req Request) (Created, error) {
 		if req.Creator.IsZero() || req.Creator.Local() == "" || req.Creator.Domain() != req.Host {
 			return Created{}, refuse("invite_bad_creator", "a contact invitation needs an account of %s to make the invitee its contact", req.Host)
 		}
-		inv.AllowRegister, inv.Subscribe = req.AllowRegister, true
+		// XEP-0401 §3.1: no ibr=y where invited users cannot register.
+		inv.AllowRegister, inv.Subscribe = req.AllowRegister && f.registrationOpen(req.Host), true
 	case store.InviteReset:
 		if req.JID.IsZero() || req.JID.Domain() != req.Host {
 			return Created{}, refuse("invite_bad_account", "a password-reset link needs an account of %s", req.Host)
@@ -293,6 +294,20 @@ func (f *feature) create(ctx context.Context, req Request) (Created, error) {
 		return Created{Invite: inv, URI: URI(inv), Landing: LandingURL(f.srv.PublicURL(), inv)}, nil
 	}
 	return Created{}, errors.New("invite: could not find a free token")
+}
+
+// RegistrationModes is the service this feature looks for (server.Find)
+// to learn whether a host lets invited people register: the register
+// feature's mode per host ("closed", "invite", "approval", "open").
+type RegistrationModes interface {
+	RegistrationMode(host string) string
+}
+
+// registrationOpen reports whether invited people may register on host;
+// true when no feature says (the sign-up itself is checked anyway).
+func (f *feature) registrationOpen(host string) bool {
+	m, ok := server.Find[RegistrationModes](f.srv)
+	return !ok || m.RegistrationMode(host) != "closed"
 }
 
 // checkReservable refuses reserving an address that exists, is reserved

@@ -668,3 +668,32 @@ func TestWithRegisterFeature(t *testing.T) {
 		t.Fatalf("the invitation no longer works after a refused attempt: %v", err)
 	}
 }
+
+// closedModes provides RegistrationModes: every host closed.
+type closedModes struct{}
+
+func (closedModes) RegistrationMode(string) string { return "closed" }
+
+// TestNoIBRWhenClosed: where invited people cannot register, contact
+// invitations leave out ibr=y (XEP-0401 §3.1).
+func TestNoIBRWhenClosed(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "stoa.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	modes := server.Feature{Name: "modes", Setup: func(s *server.Setup, _ any) error {
+		s.Provide(closedModes{})
+		return nil
+	}}
+	e := servertest.NewWithOptions(t, server.Options{
+		Store: st, Admins: []string{"admin@localhost"},
+		Features: []server.Feature{modes, roster.Feature, presence.Feature, Feature},
+	})
+	e.AddUser("admin@localhost", "secret password")
+	resp := command(t, e, NodeInvite, "admin@localhost/x", nil)
+	if uri := resp.Form.Value("uri"); strings.Contains(uri, "ibr=y") {
+		t.Errorf("uri = %q on a closed host, want no ibr=y", uri)
+	}
+}

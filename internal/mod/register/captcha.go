@@ -51,7 +51,7 @@ const (
 
 // maxSolvedUses is how many registration attempts one solved challenge
 // covers.
-const maxSolvedUses = 3
+const maxSolvedUses = 5
 
 // Outcomes of checking a submission; they are Registration.Values
 // ["captcha"] values and metric labels.

@@ -296,8 +296,12 @@ func retryText(at, now time.Time) string {
 func throttleRefusal(b *blocked, now time.Time) error {
 	when := retryText(b.retry, now)
 	if b.refused {
+		from := "your network"
+		if b.scope == scopeIP {
+			from = "your address"
+		}
 		return refuse("registration_refused_"+string(b.scope),
-			"Too many refused sign-up attempts came from your network recently; try again %s.", when)
+			"Too many refused sign-up attempts came from %s recently; try again %s.", from, when)
 	}
 	switch b.scope {
 	case scopeGlobal:
