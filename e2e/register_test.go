@@ -664,10 +664,10 @@ refused_net = { max = 100, period = "1h" }
 	}
 
 	var (
-		mu       sync.Mutex
-		created  int
-		refusals  = map[string]int{} // condition + first words of the text
-		badCounts = map[string]int{} // refusals of the flooding sources by condition
+		mu         sync.Mutex
+		created    int
+		refusals   = map[string]int{} // condition + first words of the text
+		badCounts  = map[string]int{} // refusals of the flooding sources by condition
 		connErrs   []error
 		noText     int
 		attemptDur []time.Duration

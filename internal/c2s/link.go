@@ -91,7 +91,7 @@ func (l *link) Send(el *xml.Element) error {
 		// An error means the connection is closing; the stanza stays in
 		// the queue for a resumed connection or offline storage.
 		if c.Send(el) == nil && sm.sentOne(l.svc.cfg.StreamManagement.RequestEvery) {
-			_ = c.Send(xml.New(nsSM, "r"))
+			_ = c.Send(sm.r)
 		}
 		l.armRequestLocked()
 	}
@@ -123,7 +123,7 @@ func (l *link) requestAck() {
 		return
 	}
 	sm.unrequested = 0
-	_ = l.c.Send(xml.New(nsSM, "r"))
+	_ = l.c.Send(sm.r)
 }
 
 // Close implements server.Conn: the server ends the session (replaced,

@@ -66,6 +66,7 @@ type smState struct {
 	qbytes      int
 	unrequested int // stanzas sent since the last <r/>
 	reqTimer    *time.Timer
+	r           *xml.Element // <r/>, allocated once (never changed)
 }
 
 // add appends a stanza to the unacked queue; false when the queue is full.
@@ -106,7 +107,9 @@ func (sm *smState) ack(h uint32) bool {
 	clear(sm.queue[rest:])
 	sm.queue = sm.queue[:rest]
 	if len(sm.queue) == 0 {
-		sm.queue = nil // do not keep a large array for an idle session
+		if cap(sm.queue) > 64 {
+			sm.queue = nil // do not keep a large array for an idle session
+		}
 		sm.qbytes = 0
 		sm.unrequested = 0
 	}
@@ -292,7 +295,7 @@ func (c *conn) smEnable(el *xml.Element) error {
 		// XEP-0198 §3: at most one enable per session.
 		return c.Send(smFailed(stanza.UnexpectedRequest, nil))
 	}
-	sm := &smState{}
+	sm := &smState{r: xml.New(nsSM, "r")}
 	enabled := xml.New(nsSM, "enabled")
 	if r := el.Attr("resume"); (r == "true" || r == "1") && cfg.ResumeTimeout > 0 {
 		sm.timeout = time.Duration(cfg.ResumeTimeout)
@@ -378,7 +381,7 @@ func (c *conn) resume(ctx context.Context, el *xml.Element) error {
 	}
 	sm.unrequested = resent
 	if resent > 0 {
-		_ = c.Send(xml.New(nsSM, "r"))
+		_ = c.Send(sm.r)
 		sm.unrequested = 0
 	}
 	l.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"stoa.im/stoa/internal/server"
+	sxml "stoa.im/stoa/internal/xmpp/xml"
 )
 
 // discardConn is a net.Conn that swallows writes.
@@ -46,7 +47,7 @@ func BenchmarkLinkSend(b *testing.B) {
 			l := newLink(svc, c)
 			c.link = l
 			if sm {
-				l.sm = &smState{}
+				l.sm = &smState{r: sxml.New(nsSM, "r")}
 				c.sm = l.sm
 			}
 			b.ReportAllocs()

@@ -244,7 +244,7 @@ func (svc *Service) Serve(ctx context.Context) {
 		return
 	}
 	if len(svc.listeners) == 0 {
-		svc.log.Warn("s2s: no [s2s] listen address: other servers cannot connect, and those that use dialback cannot verify this one; set [s2s] listen = [\"[::]:5269\"]")
+		svc.log.Info("s2s: no [s2s] listen address: other servers cannot connect, and those that use dialback cannot verify this one; set [s2s] listen = [\"[::]:5269\"]")
 	}
 	for _, l := range svc.listeners {
 		direct := svc.direct[l]

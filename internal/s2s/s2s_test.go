@@ -551,3 +551,60 @@ func TestDialbackRequests(t *testing.T) {
 		}
 	})
 }
+
+func TestTimeoutBounces(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, "CA")
+	w := newWorld(t)
+	a := w.node("a.test", nodeOpts{cs: ca.issue(t, "a.test"), roots: ca.pool, cfg: func(c *Config) { c.ConnectTimeout = 1e9 }})
+	// A server that accepts connections and never answers.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-done; c.Close() }()
+		}
+	}()
+	w.mu.Lock()
+	w.res.SRV["_xmpp-server._tcp.silent.test"] = []*net.SRV{{Target: "127.0.0.1", Port: uint16(l.Addr().(*net.TCPAddr).Port)}}
+	w.mu.Unlock()
+	alice := newInbox(t, a, "alice@a.test/r")
+	for i := range 3 {
+		alice.send(chat("bob@silent.test", fmt.Sprintf("queued-%d", i)))
+	}
+	for range 3 {
+		alice.expect(isError("remote-server-timeout"))
+	}
+	if got := a.outcome("out", "silent.test", "timeout"); got != 1 {
+		t.Errorf("timeout outcomes = %v, want 1 (one connection attempt for the queue)", got)
+	}
+}
+
+func TestQueuedInOrder(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t, "CA")
+	w := newWorld(t)
+	a := w.node("a.test", nodeOpts{cs: ca.issue(t, "a.test"), roots: ca.pool})
+	b := w.node("b.test", nodeOpts{cs: ca.issue(t, "b.test"), roots: ca.pool})
+	alice := newInbox(t, a, "alice@a.test/r")
+	bob := newInbox(t, b, "bob@b.test/r")
+	const n = 50
+	for i := range n {
+		alice.send(chat("bob@b.test/r", fmt.Sprintf("m%02d", i)))
+	}
+	for i := range n {
+		el := bob.expect(func(el *xml.Element) bool { return el.Local == "message" })
+		if got, want := body(el), fmt.Sprintf("m%02d", i); got != want {
+			t.Fatalf("message %d is %q, want %q", i, got, want)
+		}
+	}
+}

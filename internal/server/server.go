@@ -60,20 +60,20 @@ type Server struct {
 	features []Feature
 	webURL   string
 
-	hooks          hooks
-	events         events
-	iq             iqRegistry
-	disco          *Disco
-	streams        streamRegistry
-	commands       commandRegistry
-	services       serviceRegistry
-	adminCmds      adminRegistry
-	reloaders      []func(ctx context.Context)
-	starters       []func(ctx context.Context) func()
-	sessions       *sessionTable
-	metrics        *metrics
-	loginSem       chan struct{}
-	idSeq          atomic.Uint64
+	hooks     hooks
+	events    events
+	iq        iqRegistry
+	disco     *Disco
+	streams   streamRegistry
+	commands  commandRegistry
+	services  serviceRegistry
+	adminCmds adminRegistry
+	reloaders []func(ctx context.Context)
+	starters  []func(ctx context.Context) func()
+	sessions  *sessionTable
+	metrics   *metrics
+	loginSem  chan struct{}
+	idSeq     atomic.Uint64
 
 	// Set by the limits feature (bandwidth.go).
 	bandwidth   BandwidthPolicy

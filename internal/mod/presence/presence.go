@@ -331,13 +331,6 @@ func (f *feature) probe(ctx context.Context, st *server.Stanza) {
 	if prober.IsZero() {
 		return
 	}
-	acct, err := f.st.Accounts().Get(ctx, owner.String())
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			f.log.Error("looking up the target of a probe failed", "jid", owner.String(), "err", err)
-		}
-		return
-	}
 	if prober.Bare() != owner {
 		it, err := f.st.Roster().Get(ctx, owner.String(), prober.Bare().String())
 		if err != nil {
@@ -365,6 +358,16 @@ func (f *feature) probe(ctx context.Context, st *server.Stanza) {
 		answered = true
 	}
 	if answered {
+		return
+	}
+	// Nobody is online: the account's last status answers, if the
+	// account exists. (Looked up only now: a login probes every contact,
+	// and most probes of online contacts are answered above.)
+	acct, err := f.st.Accounts().Get(ctx, owner.String())
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			f.log.Error("looking up the target of a probe failed", "jid", owner.String(), "err", err)
+		}
 		return
 	}
 	el := xml.New(xml.NSClient, "presence").SetAttr("type", "unavailable").
