@@ -183,26 +183,28 @@ cputime() { # CPU seconds (user + system) of a process
 	awk '{ split($0, a, ") "); split(a[2], f, " "); printf "%.2f\n", (f[12] + f[13]) / 100 }' "/proc/$1/stat"
 }
 
-common() {
+COMMON=()
+common() { # sets COMMON: the flags every run against server $1 shares
 	local s=$1
-	echo -server "$s" -server-version "$(version_of "$s")" -addr "127.0.0.1:${PORT[$s]}" -domain $DOMAIN \
-		-users "$USERS" -contacts "$CONTACTS" -mech "$MECH" -keys "$(dir_of "$s")/keys.json"
+	COMMON=(-server "$s" -server-version "$(version_of "$s")" -addr "127.0.0.1:${PORT[$s]}" -domain "$DOMAIN"
+		-users "$USERS" -contacts "$CONTACTS" -mech "$MECH" -keys "$(dir_of "$s")/keys.json")
 }
 
 # --- one server -------------------------------------------------------------
 run_server() {
-	local s=$1 d create
+	local s=$1 d
+	local -a create
 	d=$(dir_of "$s")
+	common "$s"
 	prepare "$s"
 	current=$s
 	start "$s"
 	case $s in
-	stoa) create="-create stoa -stoa-bin $STOA -stoa-config $d/stoa.toml -create-concurrency 4" ;;
-	*) create="-create ibr -create-concurrency 16" ;;
+	stoa) create=(-create stoa -stoa-bin "$STOA" -stoa-config "$d/stoa.toml" -create-concurrency 4) ;;
+	*) create=(-create ibr -create-concurrency 16) ;;
 	esac
 	log "$s: accounts, SCRAM keys and rosters"
-	# shellcheck disable=SC2046
-	"$BENCH" $(common "$s") -pid "$pid" $create -scenarios accounts,warmup,rosters -o "$OUT/$s-prepare.json" \
+	"$BENCH" "${COMMON[@]}" -pid "$pid" "${create[@]}" -scenarios accounts,warmup,rosters -o "$OUT/$s-prepare.json" \
 		>"$OUT/$s-prepare.txt" 2> >(tee -a "$OUT/$s.log" >&2)
 	stop "$s"
 	start "$s"
@@ -211,8 +213,7 @@ run_server() {
 			curl -s -o "$OUT/stoa-heap.prof" "http://127.0.0.1:$METRICS_PORT/debug/pprof/heap") &
 	fi
 	log "$s: measured run"
-	# shellcheck disable=SC2046
-	"$BENCH" $(common "$s") -pid "$pid" -login-concurrency "$LOGIN_CONC" -settle "$SETTLE" \
+	"$BENCH" "${COMMON[@]}" -pid "$pid" -login-concurrency "$LOGIN_CONC" -settle "$SETTLE" \
 		-msg-rate "$MSG_RATE" -chat-duration 20s -presence-duration 15s -sat-start 1000 -sat-step 5s -sat-half 15s \
 		-scenarios login,idle,chat,presence,saturation -o "$OUT/$s.json" \
 		>"$OUT/$s.txt" 2> >(tee -a "$OUT/$s.log" >&2)
@@ -220,11 +221,6 @@ run_server() {
 		stop "$s"
 		start "$s"
 		run_tsung "$s"
-	fi
-	if [ "$s" = stoa ] && [ "$CAPACITY" -gt 0 ]; then
-		stop "$s"
-		start "$s"
-		run_capacity
 	fi
 	stop "$s"
 	current=""
@@ -246,21 +242,28 @@ run_tsung() {
 	cp "$logdir/tsung.log" "$OUT/$s-tsung.log" 2>/dev/null || true
 }
 
-run_capacity() {
+run_capacity() { # on a fresh stoa with its own data
+	prepare stoa
+	current=stoa
+	start stoa
 	log "stoa: capacity, up to $CAPACITY idle sessions"
-	local n=$CAPACITY
-	# Accounts beyond USERS are created with the tool too.
-	# shellcheck disable=SC2046
+	# The accounts are created with the request 'stoa user add' sends, on
+	# the admin socket (a process per account would take minutes).
 	"$BENCH" -server stoa -server-version "$(version_of stoa)" -addr "127.0.0.1:${PORT[stoa]}" -domain $DOMAIN \
-		-users "$n" -contacts 2 -mech "$MECH" -pid "$pid" -roster=false -src 127.0.0.1-127.0.0.4 \
-		-create stoa -stoa-bin "$STOA" -stoa-config "$(dir_of stoa)/stoa.toml" -create-concurrency 8 \
-		-keys "$(dir_of stoa)/keys.json" -scenarios accounts,capacity -capacity-batch 2500 -o "$OUT/stoa-capacity.json" \
-		>"$OUT/stoa-capacity.txt" 2> >(tee -a "$OUT/stoa.log" >&2)
+		-users "$CAPACITY" -contacts 2 -mech "$MECH" -pid "$pid" -roster=false -src 127.0.0.1-127.0.0.4 \
+		-create stoa-socket -stoa-socket "$(dir_of stoa)/data/stoa.sock" -create-concurrency 4 \
+		-scenarios accounts,capacity -capacity-batch 2500 -timeout 120s -o "$OUT/stoa-capacity.json" \
+		>"$OUT/stoa-capacity.txt" 2> >(tee -a "$OUT/stoa.log" >&2) || log "stoa: the capacity run failed"
+	stop stoa
+	current=""
 }
 
 for s in $SERVERS; do
 	run_server "$s"
 done
+if [ "$CAPACITY" -gt 0 ]; then
+	run_capacity
+fi
 
 tsung_args=()
 for s in $SERVERS; do

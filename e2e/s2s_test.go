@@ -41,12 +41,11 @@ const (
 
 // fedCA is a test certificate authority.
 type fedCA struct {
-	cert     *x509.Certificate
-	key      *ecdsa.PrivateKey
-	pemPath  string
-	pool     *x509.CertPool
-	dir      string
-	selfSign bool
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	pemPath string
+	pool    *x509.CertPool
+	dir     string
 }
 
 func newFedCA(t *testing.T, dir, name string) *fedCA {

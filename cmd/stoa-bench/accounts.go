@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"stoa.im/stoa/internal/adminsock"
 )
 
 // createAccounts creates the accounts with the configured method. An
@@ -69,6 +71,21 @@ func (b *bench) createOne(ctx context.Context, i int) (bool, error) {
 	switch b.cfg.Create {
 	case "ibr":
 		return b.d.register(ctx, user, pass)
+	case "stoa-socket":
+		// The request `stoa user add` sends, without starting a process
+		// per account (for the capacity run's tens of thousands).
+		resp, err := adminsock.Call(ctx, b.cfg.StoaSocket, adminsock.Request{Cmd: "user.add",
+			Args: map[string]string{"jid": jid, "password": pass}})
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", jid, err)
+		}
+		if !resp.OK {
+			if strings.Contains(resp.Error, "exist") {
+				return false, nil
+			}
+			return false, fmt.Errorf("%s: %s", jid, resp.Error)
+		}
+		return true, nil
 	case "stoa":
 		args := []string{"user", "add", jid, "--password-stdin"}
 		if b.cfg.StoaConfig != "" {

@@ -95,6 +95,7 @@ type Config struct {
 	CreateConcurrency int    `json:"create_concurrency"`
 	StoaBin           string `json:"stoa_bin,omitempty"`
 	StoaConfig        string `json:"stoa_config,omitempty"`
+	StoaSocket        string `json:"stoa_socket,omitempty"`
 	Keys              string `json:"key_cache,omitempty"`
 
 	LoginConcurrency int      `json:"login_concurrency"`
@@ -170,10 +171,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.Roster, "roster", true, "fetch the roster at login")
 	scen := fs.String("scenarios", "login,idle,chat", "comma-separated, run in this order: "+strings.Join(allScenarios, ","))
 	fs.Var(&c.Timeout, "timeout", "time one login may take")
-	fs.StringVar(&c.Create, "create", "none", "create the accounts first: none, stoa (stoa user add), ibr (XEP-0077), prosodyctl, ejabberdctl")
+	fs.StringVar(&c.Create, "create", "none", "create the accounts first: none, stoa (stoa user add), stoa-socket (the same request on stoa's admin socket), ibr (XEP-0077), prosodyctl, ejabberdctl")
 	fs.IntVar(&c.CreateConcurrency, "create-concurrency", 4, "accounts created at the same time")
 	fs.StringVar(&c.StoaBin, "stoa-bin", "stoa", "stoa binary for -create stoa")
 	fs.StringVar(&c.StoaConfig, "stoa-config", "", "stoa configuration file for -create stoa (-c FILE)")
+	fs.StringVar(&c.StoaSocket, "stoa-socket", "", "stoa's admin socket (DATA_DIR/stoa.sock) for -create stoa-socket")
 	fs.StringVar(&c.Keys, "keys", "", "file caching SCRAM keys between runs (clients cache them after the first login)")
 	fs.IntVar(&c.LoginConcurrency, "login-concurrency", 50, "logins in flight at once")
 	fs.Float64Var(&c.LoginRate, "login-rate", 0, "logins started per second (0: as fast as login-concurrency allows)")
@@ -209,9 +211,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		return c, fmt.Errorf("stoa-bench: -mech must be SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN")
 	}
 	switch c.Create {
-	case "none", "stoa", "ibr", "prosodyctl", "ejabberdctl":
+	case "none", "stoa", "stoa-socket", "ibr", "prosodyctl", "ejabberdctl":
 	default:
-		return c, fmt.Errorf("stoa-bench: -create must be none, stoa, ibr, prosodyctl or ejabberdctl")
+		return c, fmt.Errorf("stoa-bench: -create must be none, stoa, stoa-socket, ibr, prosodyctl or ejabberdctl")
 	}
 	if c.Users < 2 {
 		return c, fmt.Errorf("stoa-bench: -users must be at least 2")

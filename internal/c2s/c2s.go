@@ -190,11 +190,9 @@ func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
 		svc.metrics.conns.Inc()
 		go func() {
 			defer svc.wg.Done()
-			defer svc.metrics.conns.Dec()
-			c.serve(ctx)
-			svc.mu.Lock()
-			delete(svc.conns, c)
-			svc.mu.Unlock()
+			if !c.serve(ctx) { // else a fresh goroutine carries on (handoff.go)
+				svc.connGone(c)
+			}
 		}()
 	}
 }

@@ -77,6 +77,8 @@ type conn struct {
 
 	pingSeq atomic.Uint64
 
+	handedOff bool // the read loop moved to a fresh goroutine (handoff.go)
+
 	// Stream management (sm.go, link.go): the session's link (its
 	// server.Conn), the SM state once enabled, whether the transport was
 	// lost (a resumable session then detaches instead of ending), and
@@ -131,16 +133,21 @@ func (svc *Service) newConn(raw net.Conn, direct bool) *conn {
 // RemoteAddr implements server.Conn.
 func (c *conn) RemoteAddr() netip.AddrPort { return c.remote }
 
-// serve runs the connection until it ends.
-func (c *conn) serve(ctx context.Context) {
-	defer c.finish(ctx)
+// serve runs the connection until it ends, or until it hands the bound
+// session's read loop to a fresh goroutine (handedOff true; handoff.go).
+func (c *conn) serve(ctx context.Context) (handedOff bool) {
+	defer func() {
+		if !handedOff {
+			c.finish(ctx)
+		}
+	}()
 	c.acceptErr = server.Emit(ctx, c.svc.srv, server.ConnectionAccepted, &c.info)
 	c.applyBandwidth()
 	_ = c.raw.SetDeadline(c.started.Add(time.Duration(c.svc.cfg.PreAuth.Timeout)))
 	if c.direct {
 		if err := c.startTLS(); err != nil {
 			c.log.Debug("direct TLS handshake failed", "err", err)
-			return
+			return false
 		}
 	}
 	lim := xml.DefaultLimits()
@@ -152,8 +159,12 @@ func (c *conn) serve(ctx context.Context) {
 		if err == errRestart {
 			continue
 		}
+		if err == errHandOff {
+			c.handOff(ctx)
+			return true
+		}
 		c.fail(err)
-		return
+		return false
 	}
 }
 
@@ -246,6 +257,12 @@ func (c *conn) stream(ctx context.Context) error {
 	if err := c.write(c.features()); err != nil {
 		return err
 	}
+	return c.elements(ctx)
+}
+
+// elements reads and handles top-level elements until a restart, an
+// error or a handoff (errHandOff, handoff.go).
+func (c *conn) elements(ctx context.Context) error {
 	for {
 		if c.state == stateBound {
 			c.armIdle()
@@ -265,6 +282,9 @@ func (c *conn) stream(ctx context.Context) error {
 		}
 		if c.dec.Buffered() == 0 {
 			c.dec.Idle()
+			if c.wantHandOff() {
+				return errHandOff
+			}
 		}
 	}
 }

@@ -107,7 +107,7 @@ func (sm *smState) ack(h uint32) bool {
 	clear(sm.queue[rest:])
 	sm.queue = sm.queue[:rest]
 	if len(sm.queue) == 0 {
-		if cap(sm.queue) > 64 {
+		if cap(sm.queue) > 16 {
 			sm.queue = nil // do not keep a large array for an idle session
 		}
 		sm.qbytes = 0

@@ -24,7 +24,9 @@ func (svc *Service) sendVerify(p pair, b []byte) error {
 		}
 		oc := svc.out[p]
 		if oc == nil {
-			oc = svc.newOut(p)
+			svc.newOut(p, nil, []qitem{{b: b}})
+			svc.mu.Unlock()
+			return nil
 		}
 		svc.mu.Unlock()
 		if err := oc.sendVerify(b); err == nil {

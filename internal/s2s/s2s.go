@@ -452,7 +452,11 @@ func (svc *Service) send(ctx context.Context, p pair, it qitem) {
 				svc.retireIn(ic)
 				continue
 			}
-			oc = svc.newOut(p)
+			// A new connection starts with the stanza queued, so that a
+			// quick failure bounces it instead of racing with it.
+			svc.newOut(p, []qitem{it}, nil)
+			svc.mu.Unlock()
+			return
 		}
 		svc.mu.Unlock()
 		switch err := oc.enqueue(it); {
@@ -469,9 +473,13 @@ func (svc *Service) send(ctx context.Context, p pair, it qitem) {
 	svc.bounce(ctx, it, stanza.RemoteServerTimeout, fmt.Sprintf("The connection to %s keeps closing.", p.remote))
 }
 
-// newOut starts an outgoing connection for p; svc.mu is held.
-func (svc *Service) newOut(p pair) *outConn {
-	oc := &outConn{svc: svc, p: p}
+// newOut starts an outgoing connection for p with the given stanzas and
+// dialback verifications queued; svc.mu is held.
+func (svc *Service) newOut(p pair, queued, verifies []qitem) *outConn {
+	oc := &outConn{svc: svc, p: p, pending: queued, verifies: verifies}
+	for _, it := range queued {
+		oc.pendingBytes += len(it.b)
+	}
 	svc.out[p] = oc
 	svc.wg.Add(1)
 	ctx := svc.ctx

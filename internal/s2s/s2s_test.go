@@ -99,6 +99,7 @@ func TestFederation(t *testing.T) {
 		wantOut    string // outcome of a's outgoing authentication
 		wantIn     string // outcome of b's incoming authentication of a
 		bidiReuses bool   // b's answer goes back on a's connection
+		anyRoute   bool   // do not check how b's answer went
 	}{{
 		name:       "valid certificates: SASL EXTERNAL, bidirectional",
 		a:          nodeOpts{cs: ca.issue(t, "a.test"), roots: ca.pool},
@@ -135,8 +136,9 @@ func TestFederation(t *testing.T) {
 			cfg: func(c *Config) { c.RequireValidCerts = false }},
 		wantOut: "dialback",
 		wantIn:  "dialback",
-		// b connects to a for the verification anyway, and sends on it.
-		bidiReuses: false,
+		// b connects to a for the verification anyway; its answer may go
+		// on that connection or on a's bidirectional stream.
+		anyRoute: true,
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,7 +159,7 @@ func TestFederation(t *testing.T) {
 			if tc.bidiReuses && bOut != 0 {
 				t.Errorf("b opened %d outgoing connections although a's stream is bidirectional", bOut)
 			}
-			if !tc.bidiReuses && bOut == 0 {
+			if !tc.bidiReuses && !tc.anyRoute && bOut == 0 {
 				t.Errorf("b opened no outgoing connection")
 			}
 		})

@@ -100,9 +100,10 @@ type Registration interface {
 	// created before the index existed); it reports false when another
 	// entry holds the key, and ErrNotFound if the account does not exist.
 	IndexName(ctx context.Context, jid, key string) (bool, error)
-	// UnindexedAccounts lists up to limit accounts of domain without a
-	// name entry.
-	UnindexedAccounts(ctx context.Context, domain string, limit int) ([]string, error)
+	// UnindexedAccounts lists, in JID order, up to limit accounts of
+	// domain after the JID after ("" from the start) that have no name
+	// entry.
+	UnindexedAccounts(ctx context.Context, domain, after string, limit int) ([]string, error)
 	// Tombstones lists the tombstones of domain, oldest first.
 	Tombstones(ctx context.Context, domain string) ([]NameEntry, error)
 	// RemoveTombstone frees a deleted account's name (an admin decision or

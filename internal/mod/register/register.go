@@ -150,11 +150,17 @@ func (f *feature) start(ctx context.Context) func() {
 	if err := f.thr.Load(ctx, st); err != nil {
 		f.log.Error("registration throttles start empty: loading their state failed", "err", err)
 	}
-	f.backfill(ctx)
+	// A first batch of unindexed names synchronously (a new or small
+	// database is done before the first sign-up), the rest of a large
+	// upgraded database in the background.
+	done := f.backfill(ctx, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if !done {
+			f.backfill(ctx, 0)
+		}
 		f.loop(ctx)
 	}()
 	return func() {
@@ -232,37 +238,46 @@ func (f *feature) purge(ctx context.Context) {
 }
 
 // backfill indexes the names of accounts created before the name index
-// existed, so that look-alike checks and tombstones cover them too.
-func (f *feature) backfill(ctx context.Context) {
+// existed (an upgraded database), so that look-alike checks and
+// tombstones cover them too: at most maxBatches batches per host (0: all).
+// It reports whether nothing is left.
+func (f *feature) backfill(ctx context.Context, maxBatches int) (done bool) {
+	const batch = 500
 	st := f.srv.Store().Registration()
+	done = true
 	for host := range f.hosts {
-		total, clashes := 0, 0
-		for {
-			list, err := st.UnindexedAccounts(ctx, host, 500)
+		total, clashes, after := 0, 0, ""
+		for n := 1; ctx.Err() == nil; n++ {
+			list, err := st.UnindexedAccounts(ctx, host, after, batch)
 			if err != nil {
-				f.log.Error("indexing account names failed", "host", host, "err", err)
+				if ctx.Err() == nil {
+					f.log.Error("indexing account names failed", "host", host, "err", err)
+				}
+				done = false
 				break
 			}
-			progress := 0
 			for _, j := range list {
+				after = j
 				bare, err := jid.Parse(j)
-				if err != nil {
+				if err != nil || bare.Local() == "" {
 					continue
 				}
 				ok, err := st.IndexName(ctx, j, policy.NameKey(bare.Local()))
-				if err != nil {
+				switch {
+				case err != nil:
 					f.log.Warn("indexing an account name failed", "jid", j, "err", err)
-					continue
-				}
-				if ok {
+				case ok:
 					total++
-					progress++
-				} else {
+				default:
 					clashes++
 					f.log.Warn("account name looks like another account's; it stays unindexed (the other holds the look-alike key)", "jid", j)
 				}
 			}
-			if len(list) < 500 || progress == 0 {
+			if len(list) < batch {
+				break
+			}
+			if n == maxBatches {
+				done = false
 				break
 			}
 		}
@@ -270,6 +285,7 @@ func (f *feature) backfill(ctx context.Context) {
 			f.log.Info("indexed account names for look-alike checks", "host", host, "count", total, "look_alike_pairs", clashes)
 		}
 	}
+	return done
 }
 
 // refusal builds the error of a policy: the reason labels metrics and
@@ -315,7 +331,7 @@ func throttleRefusal(b *blocked, now time.Time) error {
 		"Too many accounts were created from your network recently; try again %s.", when)
 }
 
-// invitedConn reports whether a sign-up presents an invitation (not yet
+// presentsInvite reports whether a sign-up presents an invitation (not yet
 // checked).
 func presentsInvite(r *server.Registration) bool {
 	return r.Invite != "" || (r.Conn != nil && r.Conn.Invite != "")

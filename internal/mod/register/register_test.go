@@ -982,3 +982,30 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("an override for a host not served was accepted")
 	}
 }
+
+// TestBackfill: accounts created before the name index existed (here:
+// straight into the store) are indexed at start, so their look-alikes are
+// refused and deleting them leaves a tombstone.
+func TestBackfill(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	for _, j := range []string{"legacy@localhost", "l3gacy@localhost", "other@localhost"} {
+		if err := st.Accounts().Create(context.Background(), j, store.Credentials{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := newEnv(t, st, testConfig())
+	// A small database is indexed before Start returns.
+	if left, err := st.Registration().UnindexedAccounts(env.Ctx, "localhost", "", 10); err != nil || len(left) != 0 {
+		t.Fatalf("unindexed after start: %v, %v", left, err)
+	}
+	if err := reg(env, "1egacy", "192.0.2.1", nil); reason(err) != "name_lookalike" {
+		t.Errorf("look-alike of a backfilled account: %v", err)
+	}
+	if err := env.Srv.DeleteUser(env.Ctx, jid.MustParse("other@localhost"), "cli"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg(env, "other", "192.0.2.1", nil); reason(err) != "name_tombstoned" {
+		t.Errorf("re-registering a deleted backfilled account: %v", err)
+	}
+}

@@ -157,8 +157,12 @@ ON CONFLICT (owner, day) DO UPDATE SET n = n + excluded.n`
 	qArchCountSub   = `UPDATE archive_counts SET n = n - ? WHERE owner = ? AND day = ? RETURNING n`
 	qArchCountClean = `DELETE FROM archive_counts WHERE owner = ? AND day = ? AND n <= 0`
 	qArchHighSeq    = `UPDATE archive_meta SET value = max(value, ?) WHERE key = 'high_seq'`
-	qArchTotal      = `SELECT COALESCE(SUM(n), 0) FROM archive_counts WHERE owner = ?`
-	qArchOwnerDays  = `SELECT day, n FROM archive_counts WHERE owner = ? AND n > 0 ORDER BY day`
+	// Counts of dropped days stay behind for a while (see purgeAll):
+	// only days in archive_partitions count.
+	qArchTotal = `SELECT COALESCE(SUM(c.n), 0) FROM archive_counts c JOIN archive_partitions p ON p.day = c.day
+WHERE c.owner = ?`
+	qArchOwnerDays = `SELECT c.day, c.n FROM archive_counts c JOIN archive_partitions p ON p.day = c.day
+WHERE c.owner = ? AND c.n > 0 ORDER BY c.day`
 	qArchOwnerGen   = `SELECT value FROM archive_meta WHERE key = 'owner_gen'`
 )
 
@@ -605,7 +609,7 @@ func (a archive) Query(ctx context.Context, owner string, qr store.ArchiveQuery)
 		return page, fmt.Errorf("sqlite: querying the archive of %q: %d ids asked, at most %d", owner, len(qr.IDs), maxIDs)
 	}
 	cache := a.s.arc.readCache(a.s.r.db)
-	cache.use.RLock()
+	cache.acquire()
 	defer cache.use.RUnlock()
 	err := func() error {
 		q := &querier{a: a, c: cache}
@@ -945,24 +949,38 @@ AND id < ? LIMIT ?) RETURNING owner`, d, domain, before, limit-deleted)
 
 func (a archive) purgeAll(ctx context.Context, t tx, before int64, limit int) (int, bool, func(), error) {
 	days := a.s.arc.sortedDays()
+	// Counts of days dropped earlier: their rows are spread all over
+	// archive_counts (it is ordered by owner), so they go in batches of
+	// their own instead of inside the DROP's transaction.
+	oldest := int64(math.MaxInt64)
+	if len(days) > 0 {
+		oldest = days[0]
+	}
+	var stale int
+	if err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM archive_counts INDEXED BY archive_counts_day WHERE day < ?)`, oldest).Scan(&stale); err != nil {
+		return 0, false, nil, err
+	}
+	if stale == 1 {
+		_, err := t.exec(ctx, `DELETE FROM archive_counts WHERE (owner, day) IN
+(SELECT owner, day FROM archive_counts INDEXED BY archive_counts_day WHERE day < ? LIMIT ?)`, oldest, limit)
+		return 0, true, nil, err
+	}
 	if len(days) == 0 || firstSeqOfDay(days[0]) >= before {
 		return 0, false, nil, nil
 	}
 	d := days[0]
 	if firstSeqOfDay(d+1) <= before {
-		// The whole day expired: drop its table.
+		// The whole day expired: drop its table (its counts go later).
 		var n int64
-		if err := t.queryRow(ctx, `SELECT COALESCE(SUM(n), 0) FROM archive_counts WHERE day = ?`, d).Scan(&n); err != nil {
+		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM `+partTable(d)).Scan(&n); err != nil {
 			return 0, false, nil, err
 		}
 		_, err := t.exec(ctx, `DROP TABLE IF EXISTS `+partTable(d)+`;
-DELETE FROM archive_counts WHERE day = `+fmt.Sprint(d)+`;
 DELETE FROM archive_partitions WHERE day = `+fmt.Sprint(d)+`;`)
 		if err != nil {
 			return 0, false, nil, fmt.Errorf("dropping %s: %w", partTable(d), err)
 		}
-		more := len(days) > 1 && firstSeqOfDay(days[1]) < before
-		return int(n), more, func() {
+		return int(n), true, func() {
 			delete(a.s.arc.days, d)
 			a.s.arc.readCache(a.s.r.db).forgetDay(d)
 		}, nil

@@ -16,7 +16,7 @@ import (
 // statement is never closed under a running query.
 
 // maxCachedStmts bounds the cache; past it, it starts over.
-const maxCachedStmts = 512
+const maxCachedStmts = 1024
 
 type stmtKey struct {
 	day int64
@@ -25,14 +25,16 @@ type stmtKey struct {
 
 type stmtCache struct {
 	db  *sql.DB
+	max int // maxCachedStmts (smaller in tests)
 	use sync.RWMutex
 
-	mu sync.Mutex
-	m  map[stmtKey]*sql.Stmt
+	mu    sync.Mutex
+	m     map[stmtKey]*sql.Stmt
+	reset bool // full: the next reader closes everything first
 }
 
 func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, m: make(map[stmtKey]*sql.Stmt)}
+	return &stmtCache{db: db, max: maxCachedStmts, m: make(map[stmtKey]*sql.Stmt)}
 }
 
 // stmt returns the prepared statement for q on day (use held), or nil
@@ -40,7 +42,10 @@ func newStmtCache(db *sql.DB) *stmtCache {
 func (c *stmtCache) stmt(ctx context.Context, day int64, q string) (*sql.Stmt, error) {
 	k := stmtKey{day, q}
 	c.mu.Lock()
-	st, full := c.m[k], len(c.m) >= maxCachedStmts
+	st, full := c.m[k], len(c.m) >= c.max
+	if full {
+		c.reset = true
+	}
 	c.mu.Unlock()
 	if st != nil || full {
 		return st, nil
@@ -57,6 +62,28 @@ func (c *stmtCache) stmt(ctx context.Context, day int64, q string) (*sql.Stmt, e
 	}
 	c.m[k] = st
 	return st, nil
+}
+
+// acquire takes use for reading, first emptying the cache if it filled
+// up (recent days, which most queries read, are prepared again at once).
+func (c *stmtCache) acquire() {
+	c.mu.Lock()
+	reset := c.reset
+	c.mu.Unlock()
+	if reset {
+		c.use.Lock()
+		c.mu.Lock()
+		if c.reset {
+			for k, st := range c.m {
+				st.Close()
+				delete(c.m, k)
+			}
+			c.reset = false
+		}
+		c.mu.Unlock()
+		c.use.Unlock()
+	}
+	c.use.RLock()
 }
 
 // forgetDay closes the statements of a dropped day table.

@@ -154,3 +154,37 @@ func TestArchivePurgeDropsDays(t *testing.T) {
 		t.Errorf("after reopening: %d messages, %v", len(p.Messages), err)
 	}
 }
+
+// TestArchiveStatementCacheFull checks that queries stay right when the
+// cache of day-table statements fills up and starts over, and when a day
+// table is dropped under it.
+func TestArchiveStatementCacheFull(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openTemp(t)
+	defer s.Close()
+	if err := s.Accounts().Create(ctx, "alice@example.org", store.Credentials{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	appendDays(t, s, "alice@example.org", start, 40) // 10 days
+	cache := s.arc.readCache(s.r.db)
+	cache.max = 3
+	for round := range 3 {
+		for _, q := range []store.ArchiveQuery{{Max: 100}, {Max: 7, Last: true}, {Max: 100, With: "peer@example.net"}} {
+			p, err := s.Archive().Query(ctx, "alice@example.org", q)
+			want := min(q.Max, 40-4*round)
+			if err != nil || len(p.Messages) != want || p.Count != 40-4*round {
+				t.Fatalf("round %d, %+v: %d messages, count %d, %v; want %d of %d", round, q, len(p.Messages), p.Count, err, want, 40-4*round)
+			}
+		}
+		cache.mu.Lock()
+		n := len(cache.m)
+		cache.mu.Unlock()
+		if n > cache.max {
+			t.Errorf("cache holds %d statements, more than %d", n, cache.max)
+		}
+		// Drop the oldest day.
+		purgeAll(t, s, store.ArchivePurge{Before: start.Add(time.Duration(round+1) * 24 * time.Hour)})
+	}
+}

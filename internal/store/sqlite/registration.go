@@ -27,7 +27,7 @@ WHERE jid = ? OR (domain = ? AND name_key = ?) ORDER BY jid = ? DESC LIMIT 1`
 	qNameIndex     = `INSERT INTO names (jid, domain, name_key, state, since, via)
 SELECT jid, domain, ?, 'account', created, '' FROM accounts WHERE jid = ? ON CONFLICT DO NOTHING`
 	qNameUnindexed = `SELECT a.jid FROM accounts a LEFT JOIN names n ON n.jid = a.jid
-WHERE a.domain = ? AND n.jid IS NULL ORDER BY a.jid LIMIT ?`
+WHERE a.domain = ? AND a.jid > ? AND n.jid IS NULL ORDER BY a.jid LIMIT ?`
 	qTombstones      = `SELECT jid, domain, name_key, state, since, via FROM names WHERE domain = ? AND state = 'tombstone' ORDER BY since, jid`
 	qTombstoneRemove = `DELETE FROM names WHERE jid = ? AND state = 'tombstone'`
 	qTombstonePurge  = `DELETE FROM names WHERE domain = ? AND state = 'tombstone' AND since < ?`
@@ -157,8 +157,8 @@ func (r registration) IndexName(ctx context.Context, jid, key string) (bool, err
 	return ok, nil
 }
 
-func (r registration) UnindexedAccounts(ctx context.Context, domain string, limit int) ([]string, error) {
-	rows, err := r.s.r.query(ctx, qNameUnindexed, domain, limit)
+func (r registration) UnindexedAccounts(ctx context.Context, domain, after string, limit int) ([]string, error) {
+	rows, err := r.s.r.query(ctx, qNameUnindexed, domain, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: listing unindexed accounts of %q: %w", domain, err)
 	}

@@ -163,9 +163,15 @@ func testRegUnindexed(t *testing.T, s store.Store) {
 	if err := r.CreateAccount(ctx, "new@ui.example", creds("n"), "new"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.UnindexedAccounts(ctx, "ui.example", 10)
+	got, err := r.UnindexedAccounts(ctx, "ui.example", "", 10)
 	if err != nil || fmt.Sprint(got) != "[old1@ui.example old2@ui.example]" {
 		t.Fatalf("UnindexedAccounts = %v, %v", got, err)
+	}
+	if got, err := r.UnindexedAccounts(ctx, "ui.example", "old1@ui.example", 10); err != nil || fmt.Sprint(got) != "[old2@ui.example]" {
+		t.Errorf("UnindexedAccounts(after old1) = %v, %v", got, err)
+	}
+	if got, err := r.UnindexedAccounts(ctx, "ui.example", "", 1); err != nil || fmt.Sprint(got) != "[old1@ui.example]" {
+		t.Errorf("UnindexedAccounts(limit 1) = %v, %v", got, err)
 	}
 	if ok, err := r.IndexName(ctx, "old1@ui.example", "oldl"); err != nil || !ok {
 		t.Errorf("IndexName(old1) = %v, %v", ok, err)
@@ -177,7 +183,7 @@ func testRegUnindexed(t *testing.T, s store.Store) {
 	if _, err := r.IndexName(ctx, "nobody@ui.example", "x"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("IndexName(no account) = %v, want ErrNotFound", err)
 	}
-	got, err = r.UnindexedAccounts(ctx, "ui.example", 10)
+	got, err = r.UnindexedAccounts(ctx, "ui.example", "", 10)
 	if err != nil || fmt.Sprint(got) != "[old2@ui.example]" {
 		t.Errorf("UnindexedAccounts after indexing = %v, %v", got, err)
 	}
