@@ -571,7 +571,7 @@ func TestCheck(t *testing.T) {
 		B string `toml:"a" help:"y"`
 	}
 	type unexported struct {
-		a string //nolint:unused // the point of the test
+		a string //lint:ignore U1000 the point of the test is an unexported field
 	}
 	type nestedNoTag struct {
 		Sub struct {

@@ -180,7 +180,8 @@ func TestRecent(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	t.Parallel()
 	c := NewConcurrent()
-	if !c.Acquire("ip", 2) || !c.Acquire("ip", 2) {
+	first, second := c.Acquire("ip", 2), c.Acquire("ip", 2)
+	if !first || !second {
 		t.Fatal("refused below the limit")
 	}
 	if c.Acquire("ip", 2) {

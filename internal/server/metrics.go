@@ -1,6 +1,9 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
 
 // metrics are the core's Prometheus metrics, on a registry owned by the
 // server (no global registry).
@@ -31,7 +34,7 @@ func newMetrics(srv *Server) *metrics {
 		Help: "Accounts with at least one bound session.",
 	}, func() float64 { n, _ := srv.sessions.counts(); return float64(n) })
 	m.reg.MustRegister(m.stanzas, m.denied, m.sessions, m.users,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -32,8 +32,6 @@ func (ps *patterns) add(p string) {
 	ps.globs = append(ps.globs, strings.Split(p, "*"))
 }
 
-func (ps *patterns) empty() bool { return len(ps.exact) == 0 && len(ps.globs) == 0 }
-
 // match reports whether s matches a pattern.
 func (ps *patterns) match(s string) bool {
 	if _, ok := ps.exact[s]; ok {

@@ -168,19 +168,6 @@ func (c plainClient) verify(data []byte) error {
 	return nil
 }
 
-// rawClient sends fixed messages, the i-th on the i-th step.
-type rawClient struct{ msgs []string }
-
-func (c *rawClient) step(ch []byte) ([]byte, error) {
-	if len(c.msgs) == 0 {
-		return nil, errors.New("no more messages")
-	}
-	m := c.msgs[0]
-	c.msgs = c.msgs[1:]
-	return []byte(m), nil
-}
-func (c *rawClient) verify([]byte) error { return nil }
-
 // outcome is the result of one exchange.
 type outcome struct {
 	failure   *Failure // the server's failure, if any

@@ -830,7 +830,10 @@ func TestNewCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := cl.GetStoredCredentials(scram.KeyFactors{Salt: string(k.keys.Salt), Iters: k.keys.Iterations})
+		want, err := cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(k.keys.Salt), Iters: k.keys.Iterations})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if string(want.StoredKey) != string(k.keys.StoredKey) || string(want.ServerKey) != string(k.keys.ServerKey) {
 			t.Errorf("%s: keys differ from xdg-go/scram's", k.name)
 		}
