@@ -361,17 +361,15 @@ func startFedStoa(t *testing.T, domain, ip, cert, key string, s2sExtra string) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ports, err := freePorts(4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Each domain has its own loopback address, so fixed ports on it
+	// cannot collide with the free ports other tests pick on 127.0.0.1.
 	s := &stoaServer{
 		dir:      filepath.Join(dir, "data"),
 		cfg:      filepath.Join(dir, "stoa.toml"),
-		starttls: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		direct:   net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
-		metrics:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2])),
-		http:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[3])),
+		starttls: net.JoinHostPort(ip, "5222"),
+		direct:   net.JoinHostPort(ip, "5223"),
+		metrics:  net.JoinHostPort(ip, "5280"),
+		http:     net.JoinHostPort(ip, "5281"),
 		log:      &logBuffer{},
 		exited:   make(chan struct{}),
 	}
