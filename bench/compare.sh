@@ -146,7 +146,9 @@ start() {
 		pid=$(cat "$d/ejabberd.pid")
 		;;
 	prosody)
-		runuser -u prosody -- prosody --config "$d/prosody.cfg.lua" -F >>"$d/stdout.log" 2>&1 &
+		# setpriv, not su or runuser: those go through PAM, which resets the
+		# open-files limit to 1024.
+		setpriv --reuid=prosody --regid=prosody --init-groups prosody --config "$d/prosody.cfg.lua" -F >>"$d/stdout.log" 2>&1 &
 		wait_port "${PORT[$s]}" || die "prosody did not start; see $d"
 		pid=$(cat "$d/prosody.pid")
 		;;
@@ -173,7 +175,7 @@ trap cleanup EXIT
 
 version_of() {
 	case $1 in
-	stoa) "$STOA" version | head -1 ;;
+	stoa) "$STOA" version | head -1 | sed 's/^stoa //' ;;
 	ejabberd) dpkg-query -W -f '${Version}' ejabberd ;;
 	prosody) dpkg-query -W -f '${Version}' prosody ;;
 	esac

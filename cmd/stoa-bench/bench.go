@@ -621,9 +621,12 @@ func (b *bench) chatFixed(ctx context.Context) (*ChatResult, error) {
 }
 
 // held reports whether the server kept up with a step: everything was
-// sent on time, delivered, and p99 stayed under a second.
+// sent on time and delivered, and the median latency stayed low. A
+// server that falls behind builds a backlog that grows for the whole
+// step, which moves the median; the tail is left to the run at half the
+// rate, since on a shared machine it also measures the scheduler.
 func held(r *ChatResult) bool {
-	return r.Sent > 0 && r.SentRate >= 0.95*r.Offered && r.Lost <= 0 && r.Latency.P99 < 1000
+	return r.Sent > 0 && r.SentRate >= 0.95*r.Offered && r.Lost <= 0 && r.Latency.P50 < 250
 }
 
 // saturation raises the rate step by step until the server falls behind,

@@ -368,6 +368,14 @@ func fmtNum(v float64) string {
 	}
 }
 
+// fmtRatio keeps two significant digits of small ratios (0.0042×).
+func fmtRatio(v float64) string {
+	if a := math.Abs(v); a > 0 && a < 0.1 {
+		return strconv.FormatFloat(v, 'g', 2, 64)
+	}
+	return fmtNum(v)
+}
+
 func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
 	stoa, peers := runs[0], runs[1:]
 	m := stoa.Machine
@@ -416,7 +424,7 @@ func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
 				fmt.Fprint(w, " | –")
 				continue
 			}
-			fmt.Fprintf(w, " | %s×", fmtNum(sv/v))
+			fmt.Fprintf(w, " | %s×", fmtRatio(sv/v))
 		}
 		target, met := "", ""
 		switch {
@@ -435,7 +443,7 @@ func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
 	}
 	if len(ts) > 0 {
 		fmt.Fprintf(w, "\ntsung 1.7.0 cross-check (PLAIN, one chat scenario):\n\n")
-		fmt.Fprintf(w, "| server | messages timed | msg/s | latency mean (ms) | latency max (ms) | login mean (ms) | server CPU per message (µs) | errors |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(w, "| server | messages timed | msg/s | latency mean (ms) | latency max (ms) | login mean (ms) | server CPU per message, logins included (µs) | errors |\n|---|---|---|---|---|---|---|---|\n")
 		for _, t := range ts {
 			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %d %s |\n", t.Server, t.Messages, fmtNum(t.MessagesRate), fmtNum(t.LatencyMean), fmtNum(t.LatencyMax),
 				fmtNum(t.AuthMean), fmtNum(t.CPUPerMsgUs), t.Errors, t.ErrorKinds)

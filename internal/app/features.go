@@ -12,7 +12,6 @@ import (
 // planned lists what the XEP-0479 compliance suites ask of an advanced
 // server that stoa does not do yet, so docs/features.md says so plainly.
 var planned = []struct{ spec, what string }{
-	{"XEP-0313", "message archive (reliable-messaging milestone)"},
 	{"XEP-0045 / XEP-0163 / XEP-0363 / XEP-0206 / RFC 7395", "group chat, PEP, HTTP upload, BOSH, WebSocket"},
 	{"PostgreSQL, clustering over NATS", "scaling past one machine"},
 }

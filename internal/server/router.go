@@ -12,7 +12,7 @@ import (
 // Inbound takes a stanza from a local client session (from already
 // stamped), runs the Inbound hooks and routes it.
 func (srv *Server) Inbound(ctx context.Context, st *Stanza) {
-	srv.metrics.stanzas.WithLabelValues("in", st.Kind.String()).Inc()
+	srv.metrics.stanza(0, st.Kind).Inc()
 	if !srv.runStage(ctx, Inbound, st) {
 		return
 	}

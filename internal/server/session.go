@@ -179,7 +179,7 @@ func (s *Session) Deliver(ctx context.Context, st *Stanza) bool {
 	if err := s.conn.Send(st.El); err != nil {
 		return false
 	}
-	s.srv.metrics.stanzas.WithLabelValues("out", st.Kind.String()).Inc()
+	s.srv.metrics.stanza(1, st.Kind).Inc()
 	return true
 }
 

@@ -44,9 +44,12 @@ type archiveState struct {
 	reads     *stmtCache // statements on day tables, on the read pool
 
 	// owners caches archive owner ids for Append (guarded by wmu); it
-	// is forgotten when owner_gen says an owner was deleted.
+	// is forgotten when owner_gen says an owner was deleted. cleared
+	// holds the oldest day for which an owner's counts of dropped days
+	// were cleared.
 	owners   map[string]int64
 	ownerGen int64
+	cleared  map[int64]int64
 }
 
 // maxCachedOwners bounds archiveState.owners.
@@ -61,7 +64,7 @@ func (a *archiveState) readCache(db *sql.DB) *stmtCache {
 // openArchive loads the id key, the list of day tables and the highest
 // sequence number stored.
 func openArchive(ctx context.Context, w *pool) (*archiveState, error) {
-	a := &archiveState{days: make(map[int64]struct{}), owners: make(map[string]int64), ownerGen: -1}
+	a := &archiveState{days: make(map[int64]struct{}), owners: make(map[string]int64), ownerGen: -1, cleared: make(map[int64]int64)}
 	var key []byte
 	if err := w.queryRow(ctx, `SELECT value FROM archive_meta WHERE key = 'id_key'`).Scan(&key); err != nil {
 		return nil, fmt.Errorf("reading the archive id key: %w", err)
@@ -164,6 +167,7 @@ WHERE c.owner = ?`
 	qArchOwnerDays = `SELECT c.day, c.n FROM archive_counts c JOIN archive_partitions p ON p.day = c.day
 WHERE c.owner = ? AND c.n > 0 ORDER BY c.day`
 	qArchOwnerGen   = `SELECT value FROM archive_meta WHERE key = 'owner_gen'`
+	qArchCountClear = `DELETE FROM archive_counts WHERE owner = ? AND day < ?`
 )
 
 func createPartition(ctx context.Context, t tx, day int64) error {
@@ -237,6 +241,7 @@ func (a archive) Append(ctx context.Context, msgs []store.ArchiveMessage, quota 
 		arc := a.s.arc
 		if gen != arc.ownerGen || len(arc.owners) > maxCachedOwners {
 			clear(arc.owners)
+			clear(arc.cleared)
 			arc.ownerGen = gen
 		}
 		owners := map[string]int64{} // looked up in this transaction
@@ -304,6 +309,23 @@ func (a archive) Append(ctx context.Context, msgs []store.ArchiveMessage, quota 
 				return nil, err
 			}
 		}
+		// Counts of dropped days: cleared here, once per owner and
+		// oldest day, where it costs little (the owner's counts are
+		// contiguous and at hand).
+		oldest := int64(math.MaxInt64)
+		for d := range arc.days {
+			oldest = min(oldest, d)
+		}
+		cleared := map[int64]int64{}
+		for k := range counts {
+			if arc.cleared[k.owner] >= oldest || cleared[k.owner] >= oldest || oldest == math.MaxInt64 {
+				continue
+			}
+			if _, err := t.exec(ctx, qArchCountClear, k.owner, oldest); err != nil {
+				return nil, err
+			}
+			cleared[k.owner] = oldest
+		}
 		if high > 0 {
 			if _, err := t.exec(ctx, qArchHighSeq, high); err != nil {
 				return nil, err
@@ -339,6 +361,9 @@ func (a archive) Append(ctx context.Context, msgs []store.ArchiveMessage, quota 
 				if id != 0 {
 					arc.owners[j] = id
 				}
+			}
+			for o, d := range cleared {
+				arc.cleared[o] = d
 			}
 		}, nil
 	})
@@ -949,24 +974,19 @@ AND id < ? LIMIT ?) RETURNING owner`, d, domain, before, limit-deleted)
 
 func (a archive) purgeAll(ctx context.Context, t tx, before int64, limit int) (int, bool, func(), error) {
 	days := a.s.arc.sortedDays()
-	// Counts of days dropped earlier: their rows are spread all over
-	// archive_counts (it is ordered by owner), so they go in batches of
-	// their own instead of inside the DROP's transaction.
-	oldest := int64(math.MaxInt64)
-	if len(days) > 0 {
-		oldest = days[0]
-	}
-	var stale int
-	if err := t.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM archive_counts INDEXED BY archive_counts_day WHERE day < ?)`, oldest).Scan(&stale); err != nil {
-		return 0, false, nil, err
-	}
-	if stale == 1 {
+	if len(days) == 0 || firstSeqOfDay(days[0]) >= before {
+		// Nothing expired. Counts of days dropped earlier go a batch at
+		// a time, when there is nothing else to do: their rows are
+		// spread all over archive_counts (it is ordered by owner), and
+		// reads ignore them; Append also clears them for the owners it
+		// writes for.
+		oldest := int64(math.MaxInt64)
+		if len(days) > 0 {
+			oldest = days[0]
+		}
 		_, err := t.exec(ctx, `DELETE FROM archive_counts WHERE (owner, day) IN
 (SELECT owner, day FROM archive_counts INDEXED BY archive_counts_day WHERE day < ? LIMIT ?)`, oldest, limit)
-		return 0, true, nil, err
-	}
-	if len(days) == 0 || firstSeqOfDay(days[0]) >= before {
-		return 0, false, nil, nil
+		return 0, false, nil, err
 	}
 	d := days[0]
 	if firstSeqOfDay(d+1) <= before {

@@ -124,7 +124,7 @@ func writeQueries() []string {
 		qRosterUpsert, qRosterDelete, qRosterBump, qPendingAdd, qPendingRemove,
 		qOfflinePush, qOfflinePushQuota,
 		qKVPut, qKVDelete,
-		qArchOwnerID, qArchOwnerCreate, qArchCountAdd, qArchCountSub, qArchCountClean, qArchHighSeq, qArchTotal, qArchOwnerDays, qArchPrefsPut, qArchOwnerGen,
+		qArchOwnerID, qArchOwnerCreate, qArchCountAdd, qArchCountSub, qArchCountClean, qArchHighSeq, qArchTotal, qArchOwnerDays, qArchPrefsPut, qArchOwnerGen, qArchCountClear,
 	}
 }
 

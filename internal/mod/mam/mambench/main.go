@@ -56,7 +56,7 @@ func main() {
 	flag.IntVar(&o.days, "days", 100, "days the generated messages span (ending now)")
 	flag.IntVar(&o.queries, "queries", 2000, "queries per kind")
 	flag.IntVar(&o.batch, "batch", 1000, "messages per Append (the writer's batch size)")
-	flag.IntVar(&o.purgeBatch, "purge-batch", 2000, "rows per purge transaction (mam.purge_batch)")
+	flag.IntVar(&o.purgeBatch, "purge-batch", 1000, "rows per purge transaction (mam.purge_batch)")
 	flag.IntVar(&o.rate, "rate", 2000, "live chat messages per second during the delivery-latency phases")
 	flag.DurationVar(&o.window, "window", 20*time.Second, "length of each delivery-latency phase")
 	flag.StringVar(&o.dir, "dir", "", "directory for the database (default: a new temporary one)")

@@ -4,8 +4,8 @@
 -- number of days since 1970-01-01: the store creates a day's table when
 -- it writes the day's first message, and expiry drops whole tables (a
 -- DROP TABLE costs about as much as deleting a few thousand rows, however
--- large the table) plus bounded batches of the one day that straddles
--- the cut-off. Each day table is:
+-- large the table); cut-offs inside a day (admin purges, a host with a
+-- shorter retention) delete rows in bounded batches. Each day table is:
 --
 --   CREATE TABLE archive_pN (
 --     id        INTEGER PRIMARY KEY, -- sequence: millisecond << 21 | counter
