@@ -30,7 +30,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
+repo=${REPO:-$(cd "$here/.." && pwd)} # REPO: the source tree to build (when this script is a copy)
 SERVERS=${SERVERS:-"stoa ejabberd prosody"}
 USERS=${USERS:-1000}
 CONTACTS=${CONTACTS:-10}

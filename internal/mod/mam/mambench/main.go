@@ -46,7 +46,7 @@ type options struct {
 	rate                                          int
 	window                                        time.Duration
 	dir                                           string
-	keep                                          bool
+	keep, pace                                    bool
 }
 
 func main() {
@@ -61,6 +61,7 @@ func main() {
 	flag.DurationVar(&o.window, "window", 20*time.Second, "length of each delivery-latency phase")
 	flag.StringVar(&o.dir, "dir", "", "directory for the database (default: a new temporary one)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the database")
+	flag.BoolVar(&o.pace, "pace", true, "pause between purge transactions as long as each took, as the server does")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "mambench:", err)
@@ -159,16 +160,27 @@ func run(o options) error {
 	fmt.Printf("delivery, no purge (%d msg/s, %s): %s\n", o.rate, o.window, base)
 	fmt.Printf("  archive writer: %s\n", writerStats(srv))
 
-	// 4. Expire the oldest half, as the feature does (whole days: their
-	// tables are dropped), while live chat runs.
-	cut := start.Add(end.Sub(start) / 2).UTC().Truncate(24 * time.Hour)
+	// 4. Expire the oldest quarter by whole days (their tables are
+	// dropped), flat out, while live chat runs; then the next quarter
+	// paced as the server's purge loop does it.
+	span := end.Sub(start)
+	cut := start.Add(span / 4).UTC().Truncate(24 * time.Hour)
 	during, err := deliver(ctx, srv, o, o.rate, 0, func(ctx context.Context) (string, error) {
-		return purge(ctx, st, store.ArchivePurge{Before: cut, Limit: o.purgeBatch})
+		return purge(ctx, st, store.ArchivePurge{Before: cut, Limit: o.purgeBatch}, false)
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("delivery during the expiry purge: %s\n", during)
+	fmt.Printf("delivery during the expiry purge, flat out: %s\n", during)
+	fmt.Printf("  archive writer: %s\n", writerStats(srv))
+	cut = start.Add(span / 2).UTC().Truncate(24 * time.Hour)
+	during, err = deliver(ctx, srv, o, o.rate, 0, func(ctx context.Context) (string, error) {
+		return purge(ctx, st, store.ArchivePurge{Before: cut, Limit: o.purgeBatch}, o.pace)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("delivery during the expiry purge, paced (-pace=%v): %s\n", o.pace, during)
 	fmt.Printf("  archive writer: %s\n", writerStats(srv))
 
 	// 5. Row-by-row purge (a host with a shorter retention, or an admin
@@ -176,7 +188,7 @@ func run(o options) error {
 	// runs: the next quarter of the span.
 	cut2 := start.Add(end.Sub(start)*3/4 + 5*time.Hour)
 	during2, err := deliver(ctx, srv, o, o.rate, o.window, func(ctx context.Context) (string, error) {
-		return purge(ctx, st, store.ArchivePurge{Domain: domain, Before: cut2, Limit: o.purgeBatch})
+		return purge(ctx, st, store.ArchivePurge{Domain: domain, Before: cut2, Limit: o.purgeBatch}, o.pace)
 	})
 	if err != nil {
 		return err
@@ -280,8 +292,9 @@ func queries(ctx context.Context, st store.Store, o options, start, end time.Tim
 	return nil
 }
 
-// purge runs a purge to the end, like the feature's loop, and describes it.
-func purge(ctx context.Context, st store.Store, p store.ArchivePurge) (string, error) {
+// purge runs a purge to the end, like the feature's loop (which pauses as
+// long as each transaction took), and describes it.
+func purge(ctx context.Context, st store.Store, p store.ArchivePurge, pace bool) (string, error) {
 	t0 := time.Now()
 	total, batches := 0, 0
 	var worst time.Duration
@@ -294,13 +307,19 @@ func purge(ctx context.Context, st store.Store, p store.ArchivePurge) (string, e
 			}
 			return "", err
 		}
-		worst = max(worst, time.Since(bt))
+		took := time.Since(bt)
+		worst = max(worst, took)
 		total += n
 		batches++
 		if !more {
 			break
 		}
-		runtime.Gosched()
+		if pace {
+			select {
+			case <-time.After(min(took, time.Second)):
+			case <-ctx.Done():
+			}
+		}
 	}
 	el := time.Since(t0)
 	done := "done"
