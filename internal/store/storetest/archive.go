@@ -185,6 +185,9 @@ func testArchivePaging(t *testing.T, s store.Store) {
 		}
 		after = p.Messages[len(p.Messages)-1].ID
 	}
+	if len(got) != len(msgs) {
+		t.Errorf("forward paging returned %d messages in all, want %d", len(got), len(msgs))
+	}
 	// Backward from the end: the last page first.
 	p := query(t, s, alice, store.ArchiveQuery{Max: 4, Last: true})
 	checkPage(t, "last page", p, msgs[6:])
