@@ -226,7 +226,8 @@ run_server() {
 	fi
 	stop "$s"
 	current=""
-	cp -r "$d"/*.log "$d"/logs "$OUT/$s-server-logs" 2>/dev/null || true
+	mkdir -p "$OUT/$s-server-logs"
+	cp -r "$d"/*.log "$d"/logs "$OUT/$s-server-logs/" 2>/dev/null || true
 }
 
 run_tsung() {

@@ -177,23 +177,6 @@ func (b *bench) newClient(i int) *client {
 	return &client{d: b.d, idx: i, user: b.userName(i), pass: b.password(i), done: make(chan struct{})}
 }
 
-// index returns the account index of a bare JID, or -1.
-func (b *bench) index(bare string) int {
-	local, dom, ok := strings.Cut(bare, "@")
-	if !ok || dom != b.cfg.Domain {
-		return -1
-	}
-	n, ok := strings.CutPrefix(local, b.cfg.UserPrefix)
-	if !ok {
-		return -1
-	}
-	i, err := strconv.Atoi(n)
-	if err != nil {
-		return -1
-	}
-	return i - b.cfg.First
-}
-
 func runBench(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 	tlsCfg, err := newTLSConfig(cfg.Domain, cfg.CA)
 	if err != nil {
