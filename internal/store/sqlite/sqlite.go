@@ -79,9 +79,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 	wdb, err := sql.Open("sqlite", base+
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"+
-		// 64 MiB of page cache for the writer: an archive batch touches
-		// many index pages, and with the default 2 MiB it spills them
-		// mid-transaction (measured: about twice the archive ingest rate).
+		// 64 MiB of page cache for the writer (the default is 2 MiB): an
+		// archive batch touches many index pages, which a small cache
+		// spills to the WAL mid-transaction. The archive figures in
+		// docs/benchmarks.md were measured with it.
 		"&_pragma=cache_size(-65536)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", abs, err)
