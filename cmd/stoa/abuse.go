@@ -17,17 +17,6 @@ const abuseTargetHelp = " The command goes through the running server's admin so
 	"when the server is not running it opens the database itself and says so. Give the server's configuration with -c FILE, " +
 	"or a `stoa dev` data directory with --data DIR."
 
-// abuseCmd returns the account-state or report command called name (for
-// the command table).
-func abuseCmd(name string) command {
-	for _, c := range abuseCommands() {
-		if c.name == name {
-			return c
-		}
-	}
-	panic("no abuse command " + name)
-}
-
 // abuseCommands are the account-state and report queue commands.
 func abuseCommands() []command {
 	return []command{

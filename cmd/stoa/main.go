@@ -31,8 +31,10 @@ type command struct {
 }
 
 // commands is the command table, in the order `stoa --help` lists it.
+// Command groups kept in their own files (sign-up administration, account
+// states and reports) are spliced in where they belong.
 func commands() []command {
-	return []command{
+	return slices.Concat([]command{
 		{name: "dev", args: "[--data DIR] [--domain DOMAIN] [--listen IP]", short: "Run a development server on this machine with no configuration.",
 			help: "Runs a complete server for DOMAIN (default localhost) with its data, a generated CA and a server certificate in DIR " +
 				"(default ./stoa-dev), listening on IP (default 127.0.0.1): port 5222 (STARTTLS), 5223 (direct TLS) and 5280 (metrics). " +
@@ -57,19 +59,7 @@ func commands() []command {
 			run:  runInvite("invite.list")},
 		{name: "invite revoke", args: "TOKEN (-c FILE | --data DIR)", short: "Delete an invitation.",
 			help: "Deletes the invitation TOKEN so that nobody can use it any more." + inviteTargetHelp, run: runInvite("invite.revoke")},
-		registerCmd("register log"),
-		registerCmd("register pending"),
-		registerCmd("register approve"),
-		registerCmd("register tombstones"),
-		registerCmd("register untombstone"),
-		abuseCmd("account show"),
-		abuseCmd("account list"),
-		abuseCmd("account restrict"),
-		abuseCmd("account suspend"),
-		abuseCmd("account unsuspend"),
-		abuseCmd("reports list"),
-		abuseCmd("reports show"),
-		abuseCmd("reports resolve"),
+	}, registerCommands(), abuseCommands(), []command{
 		{name: "mam purge", args: "[--before DATE | --older-than DUR] [--user JID] (-c FILE | --data DIR)", short: "Delete old archived messages.",
 			help: mamPurgeHelp, run: runMamPurge},
 		{name: "firewall check", args: "[FILE...] [-c FILE]", short: "Check firewall rule files.", help: firewallCheckHelp, run: runFirewallCheck},
@@ -98,7 +88,7 @@ func commands() []command {
 				"With --hooks, also prints each pipeline stage's hooks in execution order.",
 			run: runFeatures},
 		{name: "version", args: "", short: "Print the version.", help: "Prints stoa's version and the Go version it was built with.", run: runVersion},
-	}
+	})
 }
 
 func userHelp(what string, password bool) string {

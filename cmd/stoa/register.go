@@ -16,17 +16,6 @@ import (
 const registerTargetHelp = " The command goes through the running server's admin socket (DATA_DIR/stoa.sock); when the server is not running " +
 	"it opens the database itself and says so. Give the server's configuration with -c FILE, or a `stoa dev` data directory with --data DIR."
 
-// registerCmd returns the sign-up administration command called name
-// (for the command table).
-func registerCmd(name string) command {
-	for _, c := range registerCommands() {
-		if c.name == name {
-			return c
-		}
-	}
-	panic("no register command " + name)
-}
-
 // registerCommands are the sign-up administration commands.
 func registerCommands() []command {
 	return []command{
