@@ -22,6 +22,7 @@
 #   MSG_RATE      chat messages per second per user in the fixed-rate phase (1)
 #   LOGIN_CONC    logins in flight (50); MECH SASL mechanism (SCRAM-SHA-256)
 #   SETTLE        idle wait before reading RSS (20s)
+#   SCENARIOS     the measured run's scenarios (default login,idle,chat,presence,saturation)
 #   TSUNG         1 to run the tsung cross-check (default 1); TSUNG_USERS (500)
 #   CAPACITY      if > 0, afterwards hold this many idle stoa sessions (bounded by
 #                 the open-files limit) from several 127.0.0.x addresses
@@ -38,6 +39,7 @@ MSG_RATE=${MSG_RATE:-1}
 LOGIN_CONC=${LOGIN_CONC:-50}
 MECH=${MECH:-SCRAM-SHA-256}
 SETTLE=${SETTLE:-20s}
+SCENARIOS=${SCENARIOS:-login,idle,chat,presence,saturation}
 TSUNG=${TSUNG:-1}
 TSUNG_USERS=${TSUNG_USERS:-500}
 CAPACITY=${CAPACITY:-0}
@@ -217,7 +219,7 @@ run_server() {
 	log "$s: measured run"
 	"$BENCH" "${COMMON[@]}" -pid "$pid" -login-concurrency "$LOGIN_CONC" -settle "$SETTLE" \
 		-msg-rate "$MSG_RATE" -chat-duration 20s -presence-duration 15s -sat-start 1000 -sat-step 5s -sat-half 15s \
-		-scenarios login,idle,chat,presence,saturation -o "$OUT/$s.json" \
+		-scenarios "$SCENARIOS" -o "$OUT/$s.json" \
 		>"$OUT/$s.txt" 2> >(tee -a "$OUT/$s.log" >&2)
 	if [ "$TSUNG" = 1 ]; then
 		stop "$s"

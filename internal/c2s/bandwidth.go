@@ -67,7 +67,7 @@ func (c *conn) applyBandwidth() {
 			m.waits.WithLabelValues(d.String()).Inc()
 			m.seconds.WithLabelValues(d.String()).Add(wait.Seconds())
 			if !logged[d].Swap(true) {
-				c.log.Info("connection throttled", "policy", "bandwidth", "reason", "c2s_"+d.String())
+				c.logger().Info("connection throttled", "policy", "bandwidth", "reason", "c2s_"+d.String())
 			}
 		}, func(d policy.Direction, n int) {
 			m.bytes.WithLabelValues(d.String()).Add(float64(n))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"stoa.im/stoa/internal/certs"
+	"stoa.im/stoa/internal/netpark"
 	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/xmpp/xml"
@@ -46,6 +47,9 @@ type Service struct {
 	closing   bool
 	smReg     smRegistry    // resumable sessions (sm.go)
 	stop      chan struct{} // closed by Shutdown
+
+	park     *netpark.Poller // parked idle connections (park.go); nil: off
+	parkDone chan struct{}   // closed when the poller's goroutine ended
 }
 
 // New returns a Service; call Listen, then Serve.
@@ -123,6 +127,7 @@ func (svc *Service) Addrs() (starttls, direct []net.Addr) {
 // Serve accepts connections until ctx ends, then stops accepting; use
 // Shutdown to end the sessions.
 func (svc *Service) Serve(ctx context.Context) {
+	svc.runPoller()
 	for _, l := range svc.listeners {
 		_, direct := l.(*directListener)
 		svc.wg.Add(1)
@@ -177,7 +182,7 @@ func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
 		}
 		delay = 0
 		svc.metrics.accepted.Inc()
-		c := svc.newConn(raw, direct)
+		c := svc.newConn(ctx, raw, direct)
 		svc.mu.Lock()
 		if svc.closing {
 			svc.mu.Unlock()
@@ -227,14 +232,17 @@ func (svc *Service) Shutdown(ctx context.Context) error {
 	go func() { svc.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		svc.stopPoller()
 		return nil
 	case <-ctx.Done():
 		svc.mu.Lock()
 		for c := range svc.conns {
+			c.wake()
 			_ = c.raw.Close()
 		}
 		svc.mu.Unlock()
 		<-done
+		svc.stopPoller()
 		return ctx.Err()
 	}
 }

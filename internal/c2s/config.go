@@ -16,6 +16,7 @@ type Config struct {
 	PreAuth       PreAuthConfig   `toml:"pre_auth" help:"Limits for connections that have not logged in yet."`
 	IdleTimeout   config.Duration `toml:"idle_timeout" min:"10s" help:"After this long without data from a client, the server sends a whitespace keepalive and an XEP-0199 ping."`
 	PingTimeout   config.Duration `toml:"ping_timeout" min:"1s" help:"A client that sends nothing for this long after the ping is disconnected as dead."`
+	ParkAfter     config.Duration `toml:"park_after" min:"0s" help:"A logged-in client connection that has been quiet this long gives up its goroutine and waits in the kernel (epoll, Linux only) until data comes; right after the login the session waits this way at once. It saves about 6 KB of memory per idle session and costs two system calls when the client speaks again. 0 keeps a goroutine reading every connection."`
 	WriteTimeout  config.Duration `toml:"write_timeout" min:"1s" help:"A write to a client that blocks longer than this ends the connection."`
 	MaxQueue      config.Size     `toml:"max_queue" min:"65536" help:"Bytes waiting to be written to one client; a client that reads too slowly and lets this fill is disconnected."`
 	LoginBackoff  BackoffConfig   `toml:"login_backoff" help:"Failed logins are throttled per IP address and per account with a delay that doubles on every failure."`
@@ -50,6 +51,7 @@ var Defaults = Config{
 	},
 	IdleTimeout:  config.Duration(5 * time.Minute),
 	PingTimeout:  config.Duration(60 * time.Second),
+	ParkAfter:    config.Duration(5 * time.Second),
 	WriteTimeout: config.Duration(30 * time.Second),
 	MaxQueue:     1 << 20,
 	LoginBackoff: BackoffConfig{

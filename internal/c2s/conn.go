@@ -13,8 +13,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"stoa.im/stoa/internal/netpark"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/xmpp/jid"
@@ -53,7 +55,7 @@ type conn struct {
 	tls    *tls.Conn
 	direct bool
 	dec    *xml.Decoder
-	log    *slog.Logger
+	logID  atomic.Pointer[logID] // the session's id and JID for log lines, once bound
 	remote netip.AddrPort
 
 	host      string
@@ -78,6 +80,18 @@ type conn struct {
 	pingSeq atomic.Uint64
 
 	handedOff bool // the read loop moved to a fresh goroutine (handoff.go)
+
+	// Parking (park.go). ctx is the serve context, for the goroutines
+	// that resume a parked connection; sock is the TCP socket (nil if the
+	// listener gave something else). The reader owns probe, activeAt and
+	// pingAt; waiter is guarded by pmu.
+	ctx      context.Context
+	sock     syscall.RawConn
+	pmu      sync.Mutex
+	waiter   *netpark.Waiter
+	probe    bool      // park as soon as nothing is buffered
+	activeAt time.Time // when the wait for the next element began
+	pingAt   time.Time // when the outstanding keepalive ping was sent
 
 	// Stream management (sm.go, link.go): the session's link (its
 	// server.Conn), the SM state once enabled, whether the transport was
@@ -113,7 +127,11 @@ func (c *countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (svc *Service) newConn(raw net.Conn, direct bool) *conn {
+func (svc *Service) newConn(ctx context.Context, raw net.Conn, direct bool) *conn {
+	var sock syscall.RawConn
+	if sc, ok := raw.(syscall.Conn); ok && svc.park != nil {
+		sock, _ = sc.SyscallConn()
+	}
 	raw = shape(raw) // bandwidth limits (bandwidth.go)
 	cr := &countingConn{Conn: raw}
 	cr.limit.Store(int64(svc.cfg.PreAuth.MaxBytes))
@@ -123,18 +141,33 @@ func (svc *Service) newConn(raw net.Conn, direct bool) *conn {
 	}
 	return &conn{
 		svc: svc, raw: raw, cr: cr, nc: cr, direct: direct, remote: remote,
+		ctx: ctx, sock: sock,
 		info:    server.ConnInfo{Remote: remote, Transport: "c2s"},
-		log:     svc.log.With("remote", remote.String()),
 		started: time.Now(),
 		done:    make(chan struct{}),
 	}
+}
+
+// logID names a bound session in log lines.
+type logID struct{ sid, jid string }
+
+// logger returns a logger with the connection's attributes. It is built
+// for each use and not kept: a logger with attributes costs about 0.6 KB,
+// which every idle session would keep (docs/benchmarks.md), and the lines
+// a connection logs are few.
+func (c *conn) logger() *slog.Logger {
+	if id := c.logID.Load(); id != nil {
+		return c.svc.log.With("remote", c.remote.String(), "sid", id.sid, "jid", id.jid)
+	}
+	return c.svc.log.With("remote", c.remote.String())
 }
 
 // RemoteAddr implements server.Conn.
 func (c *conn) RemoteAddr() netip.AddrPort { return c.remote }
 
 // serve runs the connection until it ends, or until it hands the bound
-// session's read loop to a fresh goroutine (handedOff true; handoff.go).
+// session's read loop to a fresh goroutine or parks it (handedOff true;
+// handoff.go, park.go).
 func (c *conn) serve(ctx context.Context) (handedOff bool) {
 	defer func() {
 		if !handedOff {
@@ -146,7 +179,7 @@ func (c *conn) serve(ctx context.Context) (handedOff bool) {
 	_ = c.raw.SetDeadline(c.started.Add(time.Duration(c.svc.cfg.PreAuth.Timeout)))
 	if c.direct {
 		if err := c.startTLS(); err != nil {
-			c.log.Debug("direct TLS handshake failed", "err", err)
+			c.logger().Debug("direct TLS handshake failed", "err", err)
 			return false
 		}
 	}
@@ -161,6 +194,9 @@ func (c *conn) serve(ctx context.Context) (handedOff bool) {
 		}
 		if err == errHandOff {
 			c.handOff(ctx)
+			return true
+		}
+		if err == errParked {
 			return true
 		}
 		c.fail(err)
@@ -178,10 +214,10 @@ func (c *conn) fail(err error) {
 	case err == nil, errors.Is(err, xml.ErrStreamClosed):
 		c.closeStream(nil)
 	case errors.As(err, &se):
-		c.log.Info("stream error", "condition", string(se.Condition), "text", se.Text, "jid", c.jidString())
+		c.logger().Info("stream error", "condition", string(se.Condition), "text", se.Text, "jid", c.jidString())
 		c.closeStream(se)
 	case errors.As(err, &xe):
-		c.log.Info("bad XML from client", "condition", xe.Condition, "text", xe.Text, "jid", c.jidString())
+		c.logger().Info("bad XML from client", "condition", xe.Condition, "text", xe.Text, "jid", c.jidString())
 		c.closeStream(stanza.NewStreamError(stanza.StreamCondition(xe.Condition), xe.Text))
 	case errors.Is(err, errBudget):
 		c.svc.srv.CountDenied("pre_auth_bytes")
@@ -198,7 +234,7 @@ func (c *conn) fail(err error) {
 		c.markLost()
 		c.abort()
 	default:
-		c.log.Debug("connection ended", "err", err)
+		c.logger().Debug("connection ended", "err", err)
 		c.markLost()
 		c.abort()
 	}
@@ -247,6 +283,7 @@ func (c *conn) stream(ctx context.Context) error {
 	if version == "" || version[0] < '1' {
 		return stanza.NewStreamError(stanza.UnsupportedVersion, "This server speaks XMPP 1.0 only.")
 	}
+	c.dec.DropHeader() // read: the session need not keep its text
 	if c.host == "" {
 		return stanza.NewStreamError(stanza.HostUnknown, fmt.Sprintf("%q is not served here.", to))
 	}
@@ -261,21 +298,25 @@ func (c *conn) stream(ctx context.Context) error {
 }
 
 // elements reads and handles top-level elements until a restart, an
-// error or a handoff (errHandOff, handoff.go).
+// error, a handoff (errHandOff, handoff.go) or a park (errParked, park.go).
 func (c *conn) elements(ctx context.Context) error {
 	for {
 		if c.state == stateBound {
-			c.armIdle()
+			c.armRead()
 		}
 		el, err := c.dec.Next()
 		if err != nil {
-			if c.state == stateBound && isTimeout(err) && c.dec.Buffered() == 0 {
-				if c.ping() {
+			if c.state == stateBound && isTimeout(err) {
+				switch c.quiet(c.dec.Buffered() > 0) {
+				case quietGoOn:
 					continue
+				case quietParked:
+					return errParked
 				}
 			}
 			return err
 		}
+		c.activeAt = time.Time{}
 		c.pingSeq.Store(0)
 		if err := c.handle(ctx, el); err != nil {
 			return err
@@ -283,7 +324,10 @@ func (c *conn) elements(ctx context.Context) error {
 		if c.dec.Buffered() == 0 {
 			c.dec.Idle()
 			if c.wantHandOff() {
-				return errHandOff
+				if c.svc.park == nil || c.sock == nil {
+					return errHandOff
+				}
+				c.probe = true // park once crypto/tls has nothing buffered either
 			}
 		}
 	}
@@ -513,7 +557,7 @@ func decode64(s string, initial bool) ([]byte, error) {
 func (c *conn) saslFailed(err error, user string) error {
 	var f *sasl.Failure
 	if !errors.As(err, &f) {
-		c.log.Error("authentication error", "err", err)
+		c.logger().Error("authentication error", "err", err)
 		f = &sasl.Failure{Condition: "temporary-auth-failure", Text: "The server could not check your credentials; try again later."}
 	}
 	// Only a wrong password counts towards the throttle: a failure before
@@ -533,7 +577,7 @@ func (c *conn) saslFailed(err error, user string) error {
 		}
 		c.svc.srv.CountDenied("auth_failed")
 		c.svc.metrics.auth.WithLabelValues("failure", c.mech).Inc()
-		c.log.Info("authentication failed", "user", user, "host", c.host)
+		c.logger().Info("authentication failed", "user", user, "host", c.host)
 		if delay > 0 {
 			if delay > 5*time.Second {
 				delay = 5 * time.Second
@@ -555,7 +599,7 @@ func (c *conn) authSucceeded(user string, additional []byte) error {
 		reason := refusalReason(err, "login_refused")
 		c.svc.srv.CountDenied(reason)
 		c.svc.metrics.auth.WithLabelValues("refused", c.mech).Inc()
-		c.log.Info("login refused", "user", bare.String(), "reason", reason, "text", err.Error())
+		c.logger().Info("login refused", "user", bare.String(), "reason", reason, "text", err.Error())
 		return c.write(saslFailure("account-disabled", err.Error()))
 	}
 	succ := xml.New(nsSASL, "success")
@@ -571,7 +615,7 @@ func (c *conn) authSucceeded(user string, additional []byte) error {
 	c.user = user
 	c.state = stateAuthed
 	c.applyBandwidth() // exemptions and per-account limits now that the user is known
-	c.log.Info("authenticated", "user", user, "host", c.host)
+	c.logger().Info("authenticated", "user", user, "host", c.host)
 	c.cr.limit.Store(0)
 	lim := xml.DefaultLimits()
 	lim.MaxStanza = int(c.svc.cfg.MaxStanzaSize)
@@ -605,6 +649,7 @@ func (c *conn) bind(ctx context.Context, iq, b *xml.Element) error {
 		return stanza.NewStreamError(stanza.StreamNotAuthorized, "This account no longer exists.")
 	}
 	_ = c.raw.SetDeadline(time.Time{})
+	c.logID.Store(&logID{sid: c.streamID, jid: full.String()})
 	c.link = newLink(c.svc, c)
 	sess, err := c.svc.srv.Bind(ctx, full, c.streamID, c.link)
 	if err != nil {
@@ -614,8 +659,7 @@ func (c *conn) bind(ctx context.Context, iq, b *xml.Element) error {
 	c.link.sess = sess
 	c.sess = sess
 	c.state = stateBound
-	c.log = c.log.With("sid", c.streamID, "jid", full.String())
-	c.log.Info("session bound")
+	c.logger().Info("session bound")
 	res2 := stanza.Result(iq, xml.New(nsBind, "bind").AppendText(nsBind, "jid", full.String()))
 	res2.SetAttr("to", "")
 	res2.SetAttr("from", "")
@@ -678,15 +722,6 @@ func (c *conn) stanza(ctx context.Context, el *xml.Element) error {
 	return nil
 }
 
-// armIdle sets the read deadline for a bound session.
-func (c *conn) armIdle() {
-	d := time.Duration(c.svc.cfg.IdleTimeout)
-	if c.pingSeq.Load() > 0 {
-		d = time.Duration(c.svc.cfg.PingTimeout)
-	}
-	_ = c.raw.SetReadDeadline(time.Now().Add(d))
-}
-
 // ping sends a whitespace keepalive and an XEP-0199 ping after an idle
 // period; it reports false when a ping was already outstanding.
 func (c *conn) ping() bool {
@@ -738,7 +773,7 @@ func (c *conn) preAuthIQ(ctx context.Context, el *xml.Element) bool {
 	if err != nil {
 		var se *stanza.Error
 		if !errors.As(err, &se) {
-			c.log.Error("pre-authentication IQ failed", "ns", payload.Space, "err", err)
+			c.logger().Error("pre-authentication IQ failed", "ns", payload.Space, "err", err)
 			se = stanza.NewError(stanza.InternalServerError, "The server failed to handle this request; the error was logged.")
 		}
 		reply = stanza.ErrorReply(el, se)
@@ -749,7 +784,7 @@ func (c *conn) preAuthIQ(ctx context.Context, el *xml.Element) bool {
 	}
 	reply.SetAttr("to", "")
 	if err := c.write(reply); err != nil {
-		c.log.Debug("write failed", "err", err)
+		c.logger().Debug("write failed", "err", err)
 	}
 	return true
 }

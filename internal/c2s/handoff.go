@@ -42,18 +42,22 @@ func (c *conn) handOff(ctx context.Context) {
 	go func() {
 		defer c.svc.wg.Done()
 		c.readOn(ctx)
-		c.svc.connGone(c)
 	}()
 }
 
-// readOn runs the read loop of a handed-off connection until it ends.
+// readOn runs the read loop of a handed-off or resumed parked connection
+// until it ends (then it cleans up) or parks again.
 func (c *conn) readOn(ctx context.Context) {
-	defer c.finish(ctx)
 	err := c.elements(ctx)
 	for err == errRestart {
 		err = c.stream(ctx)
 	}
+	if err == errParked {
+		return
+	}
 	c.fail(err)
+	c.finish(ctx)
+	c.svc.connGone(c)
 }
 
 // connGone forgets a connection whose goroutine has finished.

@@ -205,7 +205,7 @@ func (l *link) connEnded(ctx context.Context, c *conn, lost bool) {
 	unacked := sm.elements()
 	l.mu.Unlock()
 	l.svc.sm.detached.Inc()
-	c.log.Info("connection lost; session kept for resumption", "timeout", timeout.String(), "unacked", len(unacked))
+	c.logger().Info("connection lost; session kept for resumption", "timeout", timeout.String(), "unacked", len(unacked))
 	server.Notify(ctx, l.svc.srv, server.SessionDetached, server.DetachedEvent{Session: l.sess, Unacked: unacked, Timeout: timeout})
 }
 

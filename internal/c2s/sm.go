@@ -273,13 +273,15 @@ func (c *conn) handledTooHigh(h, sent uint32) error {
 // closeWithElement is Close with a prepared <stream:error/>.
 func (c *conn) closeWithElement(el *xml.Element) {
 	c.qmu.Lock()
-	defer c.qmu.Unlock()
 	if c.closing {
+		c.qmu.Unlock()
 		return
 	}
 	c.closing = true
 	c.closeEl = el
 	c.startWriterLocked()
+	c.qmu.Unlock()
+	c.wake()
 }
 
 // smEnable answers <enable/> on a bound session (once).
@@ -334,7 +336,7 @@ func (c *conn) resume(ctx context.Context, el *xml.Element) error {
 		// Unknown, expired, or another account's: the same answer for
 		// all, so SM-IDs of other accounts cannot be probed.
 		c.svc.sm.resumeFailed.WithLabelValues("not_found").Inc()
-		c.log.Info("stream resumption failed: no such session", "user", bareOf(c).String())
+		c.logger().Info("stream resumption failed: no such session", "user", bareOf(c).String())
 		var hp *uint32
 		if old, ok := c.svc.expiredH(previd, bareOf(c).String()); ok {
 			hp = &old
@@ -358,6 +360,7 @@ func (c *conn) resume(ctx context.Context, el *xml.Element) error {
 	old := l.c
 	l.c = c
 	l.remote = c.remote
+	c.logID.Store(&logID{sid: l.sess.ID(), jid: l.sess.JID().String()})
 	if l.expiry != nil {
 		l.expiry.Stop()
 		l.expiry = nil
@@ -367,7 +370,6 @@ func (c *conn) resume(ctx context.Context, el *xml.Element) error {
 	_ = c.raw.SetDeadline(time.Time{})
 	c.link, c.sm, c.sess = l, sm, l.sess
 	c.state = stateBound
-	c.log = c.log.With("sid", l.sess.ID(), "jid", l.sess.JID().String())
 	// <resumed/> first, then every unacknowledged stanza again, all under
 	// the lock: a stanza routed meanwhile waits and comes after them.
 	err = c.Send(xml.New(nsSM, "resumed").SetAttr("previd", previd).
@@ -394,7 +396,7 @@ func (c *conn) resume(ctx context.Context, el *xml.Element) error {
 		c.svc.wg.Done()
 	}
 	c.svc.sm.resumed.Inc()
-	c.log.Info("session resumed", "resent", resent, "client_h", h)
+	c.logger().Info("session resumed", "resent", resent, "client_h", h)
 	server.Notify(ctx, c.svc.srv, server.SessionResumed, l.sess)
 	return err
 }

@@ -39,7 +39,7 @@ func (c *conn) Send(el *xml.Element) error {
 	if c.qbytes+size > int(c.svc.cfg.MaxQueue) {
 		c.qmu.Unlock()
 		c.svc.srv.CountDenied("slow_reader")
-		c.log.Info("client reads too slowly; disconnecting", "queued_bytes", c.qbytes)
+		c.logger().Info("client reads too slowly; disconnecting", "queued_bytes", c.qbytes)
 		c.Close(stanza.NewStreamError(stanza.StreamPolicyViolation, "Your client does not read fast enough; its outgoing queue is full."))
 		return errClosed
 	}
@@ -102,7 +102,7 @@ func (c *conn) drain() {
 			buf = el.AppendTo(buf, xml.NSClient)
 		}
 		if err := c.writeRaw(buf); err != nil {
-			c.log.Debug("write failed", "err", err)
+			c.logger().Debug("write failed", "err", err)
 			c.qmu.Lock()
 			c.closing = true
 			c.lost = true // the transport failed: a resumable session detaches
@@ -110,6 +110,7 @@ func (c *conn) drain() {
 			c.queue = nil
 			c.qmu.Unlock()
 			c.requeue(append(q, rest...))
+			c.wake() // a parked reader must see the close (park.go)
 			_ = c.raw.Close()
 			c.qmu.Lock()
 			c.writing = false
@@ -162,6 +163,7 @@ func (c *conn) Close(err *stanza.StreamError) {
 	}
 	c.startWriterLocked()
 	c.qmu.Unlock()
+	c.wake() // a parked reader must see the close (park.go)
 }
 
 // closeStream is Close from the reader goroutine: it also waits for the
@@ -223,7 +225,7 @@ func (c *conn) finish(ctx context.Context) {
 		lost := c.lost
 		c.qmu.Unlock()
 		c.link.connEnded(context.WithoutCancel(ctx), c, lost)
-		c.log.Info("connection closed", "duration", time.Since(c.started).Round(time.Second).String(), "lost", lost)
+		c.logger().Info("connection closed", "duration", time.Since(c.started).Round(time.Second).String(), "lost", lost)
 	}
 	c.notifyClosed(ctx) // bandwidth.go
 }

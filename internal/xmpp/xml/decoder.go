@@ -135,7 +135,9 @@ type Decoder struct {
 	rerr error // reader error to return once buffered data is used up
 	err  error // sticky decoder error
 
-	hdr        *Header
+	hdr        *Header  // nil before the header, and after DropHeader
+	opened     bool     // the stream header has been read
+	defaultNS  string   // the header's default namespace
 	closed     bool     // </stream:stream> seen (or self-closed header)
 	streamName string   // qualified name of the stream element
 	base       []nsBind // namespace bindings declared on the stream header
@@ -191,9 +193,15 @@ func (d *Decoder) Reset(r io.Reader) {
 	d.state = fsInit
 	d.quote, d.depth, d.nElems, d.nAttrs, d.mark = 0, 0, 0, 0, 0
 	d.rerr, d.err = nil, nil
-	d.hdr, d.closed, d.streamName, d.base = nil, false, "", nil
+	d.hdr, d.opened, d.defaultNS, d.closed, d.streamName, d.base = nil, false, "", false, "", nil
 	d.sc = nil
 }
+
+// DropHeader releases the stream header's attributes, for a caller that
+// has read what it needs from them (a long-lived stream would otherwise
+// keep the header's text for its whole life). The namespaces the header
+// declared stay in force; Header afterwards returns only DefaultNS.
+func (d *Decoder) DropHeader() { d.hdr = nil }
 
 // Buffered returns the number of bytes read from the reader but not yet
 // consumed.
@@ -205,14 +213,16 @@ func (d *Decoder) Buffered() int { return d.end - d.start }
 // small allocations, so call it when the connection is about to wait (for
 // example when Buffered() == 0), not necessarily after every stanza.
 func (d *Decoder) Idle() {
-	if d.start != d.end || d.buf == nil {
+	if d.start != d.end {
 		return
 	}
-	if d.pool != nil {
-		d.pool.put(d.buf)
+	if d.buf != nil {
+		if d.pool != nil {
+			d.pool.put(d.buf)
+		}
+		d.buf = nil
+		d.start, d.end, d.scan = 0, 0, 0
 	}
-	d.buf = nil
-	d.start, d.end, d.scan = 0, 0, 0
 	d.sc = nil
 }
 
@@ -221,7 +231,10 @@ func (d *Decoder) Idle() {
 // {http://etherx.jabber.org/streams}stream. After the first successful call
 // it returns the same header again.
 func (d *Decoder) Header() (*Header, error) {
-	if d.hdr != nil {
+	if d.opened {
+		if d.hdr == nil {
+			return &Header{DefaultNS: d.defaultNS}, nil
+		}
 		return d.hdr, nil
 	}
 	if d.err != nil {
@@ -254,7 +267,7 @@ func (d *Decoder) Next() (*Element, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if d.hdr == nil {
+	if !d.opened {
 		if _, err := d.Header(); err != nil {
 			return nil, err
 		}
@@ -1017,11 +1030,42 @@ func (d *Decoder) parseHeader(tag []byte) error {
 			h.DefaultNS = b.uri
 		}
 	}
-	d.base = append([]nsBind(nil), p.sc.ns...)
+	// The bindings and the name outlive the header (DropHeader): give them
+	// their own strings, so they do not keep the header's text alive.
+	d.base = make([]nsBind, len(p.sc.ns))
+	for i, b := range p.sc.ns {
+		d.base[i] = nsBind{prefix: intern(b.prefix), uri: intern(b.uri)}
+	}
 	d.hdr = h
-	d.streamName = name
+	d.opened = true
+	d.defaultNS = intern(h.DefaultNS)
+	d.streamName = intern(name)
 	d.closed = self
 	return nil
+}
+
+// intern returns s without reference to the text it was cut from: the
+// usual stream names and namespaces as constants, others copied.
+func intern(s string) string {
+	switch s {
+	case "":
+		return ""
+	case NSClient:
+		return NSClient
+	case NSServer:
+		return NSServer
+	case NSStream:
+		return NSStream
+	case "stream":
+		return "stream"
+	case "stream:stream":
+		return "stream:stream"
+	case "jabber:server:dialback":
+		return "jabber:server:dialback"
+	case "db":
+		return "db"
+	}
+	return strings.Clone(s)
 }
 
 func (p *stanzaParser) parse() (*Element, error) {

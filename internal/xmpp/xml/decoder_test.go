@@ -882,3 +882,38 @@ func TestNeedsDecode(t *testing.T) {
 		}
 	}
 }
+
+// DropHeader frees the header's attributes; namespaces the header
+// declared (default and prefixes) keep resolving, and the stream's end is
+// still recognized by its name.
+func TestDropHeader(t *testing.T) {
+	t.Parallel()
+	in := `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:x' to='example.org' version='1.0'>` +
+		`<message id='1'><x:y/></message><stream:error><bad-format xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>`
+	d := NewDecoder(strings.NewReader(in), Limits{})
+	h, err := d.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Attr("to") != "example.org" {
+		t.Fatalf("to = %q", h.Attr("to"))
+	}
+	d.DropHeader()
+	if h, err := d.Header(); err != nil || h.DefaultNS != NSClient || len(h.Attrs) != 0 {
+		t.Fatalf("Header after DropHeader: %+v, %v", h, err)
+	}
+	el, err := d.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el.Space != NSClient || el.Children[0].Space != "urn:x" {
+		t.Fatalf("message: {%s}%s, child {%s}", el.Space, el.Local, el.Children[0].Space)
+	}
+	el, err = d.Next()
+	if err != nil || el.Space != NSStream || el.Local != "error" {
+		t.Fatalf("stream error: %v, %v", el, err)
+	}
+	if _, err := d.Next(); err != ErrStreamClosed {
+		t.Fatalf("end: %v, want ErrStreamClosed", err)
+	}
+}
