@@ -73,17 +73,25 @@ type ShapedConn struct {
 	now   func() time.Time
 	sleep func(c *ShapedConn, dir Direction, d time.Duration) error // tests replace it
 
-	mu   sync.Mutex
-	dirs [2]shapeDir
+	mu       sync.Mutex
+	dirs     [2]shapeDir
+	isClosed bool // guarded by mu
 
-	readDeadline atomic.Int64     // unix nanoseconds; 0 = none
-	writeTimeout atomic.Int64     // nanoseconds; 0 = none, <0 = already expired
-	kick         [2]chan struct{} // per direction: limits or deadline changed
-	closed       chan struct{}
-	closeOnce    sync.Once
+	readDeadline atomic.Int64 // unix nanoseconds; 0 = none
+	writeTimeout atomic.Int64 // nanoseconds; 0 = none, <0 = already expired
+
+	// waits is made (under mu) the first time a limit applies: a
+	// connection that is never limited does without its channels.
+	waits atomic.Pointer[shapeWaits]
 
 	waited func(Direction, time.Duration)
 	passed func(Direction, int)
+}
+
+// shapeWaits are what a wait for tokens selects on.
+type shapeWaits struct {
+	kick   [2]chan struct{} // per direction: limits or deadline changed
+	closed chan struct{}    // closed by Close
 }
 
 type shapeDir struct {
@@ -96,8 +104,6 @@ type shapeDir struct {
 func NewShapedConn(c net.Conn) *ShapedConn {
 	return &ShapedConn{
 		Conn: c, now: time.Now, sleep: realSleep,
-		kick:   [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)},
-		closed: make(chan struct{}),
 	}
 }
 
@@ -132,12 +138,27 @@ func (c *ShapedConn) Limited(dir Direction) bool {
 func (c *ShapedConn) buckets(dir Direction) (own, shared *Bucket) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.dirs[dir].own, c.dirs[dir].shared
+	own, shared = c.dirs[dir].own, c.dirs[dir].shared
+	if (own != nil || shared != nil) && c.waits.Load() == nil {
+		// Made under mu, before the caller computes a wait from these
+		// buckets: a SetLimit after this point finds the channels and
+		// its wake-up is not lost.
+		w := &shapeWaits{kick: [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}, closed: make(chan struct{})}
+		if c.isClosed {
+			close(w.closed)
+		}
+		c.waits.Store(w)
+	}
+	return own, shared
 }
 
 func (c *ShapedConn) wake(dir Direction) {
+	w := c.waits.Load()
+	if w == nil {
+		return // nobody can be waiting: no limit ever applied
+	}
 	select {
-	case c.kick[dir] <- struct{}{}:
+	case w.kick[dir] <- struct{}{}:
 	default:
 	}
 }
@@ -257,6 +278,7 @@ func realSleep(c *ShapedConn, dir Direction, d time.Duration) error {
 			}
 		}
 	}
+	w := c.waits.Load() // made by buckets, which take called first
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -265,9 +287,9 @@ func realSleep(c *ShapedConn, dir Direction, d time.Duration) error {
 			return os.ErrDeadlineExceeded
 		}
 		return nil
-	case <-c.kick[dir]:
+	case <-w.kick[dir]:
 		return nil
-	case <-c.closed:
+	case <-w.closed:
 		return net.ErrClosed
 	}
 }
@@ -369,6 +391,13 @@ func (c *ShapedConn) noteWrite(t time.Time) {
 
 // Close implements net.Conn; it also ends any wait for tokens.
 func (c *ShapedConn) Close() error {
-	c.closeOnce.Do(func() { close(c.closed) })
+	c.mu.Lock()
+	if !c.isClosed {
+		c.isClosed = true
+		if w := c.waits.Load(); w != nil {
+			close(w.closed)
+		}
+	}
+	c.mu.Unlock()
 	return c.Conn.Close()
 }
