@@ -35,6 +35,7 @@ type Service struct {
 	bw       *bandwidthMetrics // bandwidth.go
 	sm       *smMetrics
 	bufs     xml.BufferPool // read buffers shared by idle decoders
+	wbufs    sync.Pool      // *[]byte: write buffers of writer goroutines (write.go)
 	tlsOnce  sync.Once      // tlsCfg is built once: see tlsConfig
 	tlsCfg   *tls.Config
 	failIP   *policy.Backoff

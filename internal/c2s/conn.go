@@ -322,7 +322,12 @@ func (c *conn) elements(ctx context.Context) error {
 			return err
 		}
 		if c.dec.Buffered() == 0 {
-			c.dec.Idle()
+			if c.svc.park == nil {
+				// Without parking the goroutine may now wait for long
+				// with the buffers; parked connections release them in
+				// park, and an active one keeps them for the next stanza.
+				c.dec.Idle()
+			}
 			if c.wantHandOff() {
 				if c.svc.park == nil || c.sock == nil {
 					return errHandOff

@@ -12,6 +12,29 @@ import (
 
 var errClosed = errors.New("c2s: connection closed")
 
+// maxWriteBuf is the largest write buffer kept for reuse.
+const maxWriteBuf = 64 << 10
+
+// getWriteBuf returns a buffer for a writer goroutine: writers come and
+// go with each burst of stanzas (an idle session has none), so their
+// buffers are shared through a pool instead of being grown anew by
+// every burst.
+func (svc *Service) getWriteBuf() *[]byte {
+	if bp, ok := svc.wbufs.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, 2048)
+	return &b
+}
+
+func (svc *Service) putWriteBuf(bp *[]byte) {
+	if cap(*bp) > maxWriteBuf {
+		return
+	}
+	*bp = (*bp)[:0]
+	svc.wbufs.Put(bp)
+}
+
 // writeRaw writes bytes synchronously with the write timeout.
 func (c *conn) writeRaw(b []byte) error {
 	c.wmu.Lock()
@@ -79,7 +102,10 @@ func (c *conn) startWriterLocked() {
 // drain writes queued stanzas until the queue is empty; if the connection
 // is closing, it then writes the closing elements and closes the socket.
 func (c *conn) drain() {
-	var buf []byte
+	bp := c.svc.getWriteBuf()
+	defer c.svc.putWriteBuf(bp)
+	buf := *bp
+	defer func() { *bp = buf }()
 	for {
 		c.qmu.Lock()
 		q := c.queue
@@ -118,8 +144,8 @@ func (c *conn) drain() {
 			c.signalDone()
 			return
 		}
-		if cap(buf) > 64<<10 {
-			buf = nil // do not keep a large buffer for an idle session
+		if cap(buf) > maxWriteBuf {
+			buf = nil // do not keep a large buffer
 		}
 	}
 }

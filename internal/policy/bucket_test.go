@@ -150,30 +150,59 @@ func TestKeyed(t *testing.T) {
 func TestRecent(t *testing.T) {
 	t.Parallel()
 	c := newClock()
-	r := NewRecent(time.Minute, 2, c.now)
-	r.Add("a")
+	r := NewRecent(time.Minute, 100, c.now)
+	r.Add(1)
 	c.advance(30 * time.Second)
-	r.Add("b")
-	if !r.Has("a") || !r.Has("b") || r.Has("c") {
-		t.Fatal("Has wrong after adding a and b")
+	r.Add(2)
+	if !r.Has(1) || !r.Has(2) || r.Has(3) {
+		t.Fatal("Has wrong after adding 1 and 2")
 	}
 	c.advance(30 * time.Second)
-	if r.Has("a") {
-		t.Fatal("a kept past its ttl")
+	if r.Has(1) {
+		t.Fatal("1 kept past its ttl")
 	}
-	r.Add("b") // refreshed
+	r.Add(2) // refreshed (a new generation began: it moves there)
 	c.advance(45 * time.Second)
-	if !r.Has("b") {
+	if !r.Has(2) {
 		t.Fatal("a refreshed key expired early")
 	}
-	r.Add("c")
-	r.Add("d") // pushes out b, the oldest
-	if r.Has("b") || r.Len() != 2 {
-		t.Fatalf("bound not kept: has b %v, len %d", r.Has("b"), r.Len())
+	c.advance(20 * time.Second)
+	if r.Has(2) {
+		t.Fatal("2 kept past its ttl after the refresh")
 	}
-	r.Delete("c")
-	if r.Has("c") {
-		t.Fatal("Delete did not forget c")
+	r.Add(3)
+	r.Delete(3)
+	if r.Has(3) {
+		t.Fatal("Delete did not forget 3")
+	}
+}
+
+// The bound: a flood of keys keeps at most maxKeys, and the newest stay.
+func TestRecentBound(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	r := NewRecent(time.Hour, 10, c.now)
+	for k := range uint64(1000) {
+		r.Add(k)
+		if r.Len() > 10 {
+			t.Fatalf("Len %d after %d keys exceeds the bound", r.Len(), k+1)
+		}
+	}
+	for k := uint64(995); k < 1000; k++ {
+		if !r.Has(k) {
+			t.Fatalf("recent key %d dropped", k)
+		}
+	}
+	if r.Has(0) {
+		t.Fatal("the oldest key kept")
+	}
+	// Generations also turn over with time: old keys are freed.
+	c.advance(3 * time.Hour)
+	r.Add(5000)
+	c.advance(2 * time.Hour)
+	r.Add(5001)
+	if r.Len() > 2 {
+		t.Fatalf("Len %d after the keys expired", r.Len())
 	}
 }
 

@@ -105,8 +105,18 @@ func (k *Keyed) Len() int {
 	return len(k.keys)
 }
 
-// Recent remembers keys for a time (a TTL set) in bounded memory: at most
-// maxKeys, the oldest dropped first.
+// Recent remembers 64-bit keys (hashes of what is remembered) for a time,
+// in bounded memory that holds no pointers, so that the collector never
+// scans it however many keys it holds. Keys live in two generations: new
+// and refreshed keys go into the current one; when it is ttl old, or holds
+// half of maxKeys, it becomes the previous generation and the previous one
+// is dropped. A key is found while it is younger than ttl and its
+// generation is kept: at most maxKeys are kept, and when the bound bites,
+// the oldest keys go first, a generation at a time.
+//
+// Callers hash their keys with a seed of their own (hash/maphash), so
+// that nobody outside can make two keys collide on purpose; a collision
+// can only make Has report a key that was not added.
 //
 // A Recent is safe for concurrent use.
 type Recent struct {
@@ -114,14 +124,9 @@ type Recent struct {
 	maxKeys int
 	now     func() time.Time
 
-	mu    sync.Mutex
-	keys  map[string]*list.Element // of *recentEntry
-	order *list.List               // oldest first
-}
-
-type recentEntry struct {
-	key   string
-	added time.Time
+	mu        sync.Mutex
+	cur, prev map[uint64]int64 // key → when added, unix nanoseconds
+	since     time.Time        // when cur became the current generation
 }
 
 // NewRecent returns a Recent; ttl and maxKeys must be positive.
@@ -132,64 +137,60 @@ func NewRecent(ttl time.Duration, maxKeys int, now func() time.Time) *Recent {
 	if now == nil {
 		now = time.Now
 	}
-	return &Recent{ttl: ttl, maxKeys: maxKeys, now: now, keys: make(map[string]*list.Element), order: list.New()}
+	t := now()
+	return &Recent{ttl: ttl, maxKeys: maxKeys, now: now, cur: make(map[uint64]int64), since: t}
 }
 
-func (r *Recent) sweep(now time.Time) {
-	for f := r.order.Front(); f != nil; f = r.order.Front() {
-		e := f.Value.(*recentEntry)
-		if now.Sub(e.added) < r.ttl {
-			return
-		}
-		delete(r.keys, e.key)
-		r.order.Remove(f)
+// rotate starts a new generation when the current one is ttl old or full.
+func (r *Recent) rotate(now time.Time) {
+	if now.Sub(r.since) < r.ttl && len(r.cur) < max(1, r.maxKeys/2) {
+		return
 	}
+	r.prev = r.cur
+	r.cur = make(map[uint64]int64)
+	r.since = now
 }
 
 // Add remembers key for ttl from now (again, if it was there).
-func (r *Recent) Add(key string) {
+func (r *Recent) Add(key uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	r.sweep(now)
-	if el, ok := r.keys[key]; ok {
-		el.Value.(*recentEntry).added = now
-		r.order.MoveToBack(el)
-		return
+	r.rotate(now)
+	if r.prev != nil {
+		delete(r.prev, key)
 	}
-	for len(r.keys) >= r.maxKeys {
-		f := r.order.Front()
-		delete(r.keys, f.Value.(*recentEntry).key)
-		r.order.Remove(f)
-	}
-	r.keys[key] = r.order.PushBack(&recentEntry{key: key, added: now})
+	r.cur[key] = now.UnixNano()
 }
 
-// Has reports whether key was added less than ttl ago.
-func (r *Recent) Has(key string) bool {
+// Has reports whether key was added less than ttl ago (and not dropped
+// since for the bound).
+func (r *Recent) Has(key uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.sweep(r.now())
-	_, ok := r.keys[key]
-	return ok
+	t, ok := r.cur[key]
+	if !ok {
+		if t, ok = r.prev[key]; !ok {
+			return false
+		}
+	}
+	return r.now().UnixNano()-t < int64(r.ttl)
 }
 
 // Delete forgets key.
-func (r *Recent) Delete(key string) {
+func (r *Recent) Delete(key uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if el, ok := r.keys[key]; ok {
-		delete(r.keys, key)
-		r.order.Remove(el)
-	}
+	delete(r.cur, key)
+	delete(r.prev, key)
 }
 
-// Len returns the number of keys remembered.
+// Len returns the number of keys held, expired ones of the previous
+// generation included.
 func (r *Recent) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.sweep(r.now())
-	return len(r.keys)
+	return len(r.cur) + len(r.prev)
 }
 
 // Concurrent counts things in use per key (open connections per address)

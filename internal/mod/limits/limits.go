@@ -15,6 +15,7 @@ package limits
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -68,9 +69,11 @@ type feature struct {
 
 	strangerMsgs, strangerSubs     *policy.Keyed // per account per hour
 	restrictedMsgs, restrictedSubs *policy.Keyed
-	paid                           *policy.Recent // "m|s sender\x00recipient": counted this hour
-	solicited                      *policy.Recent // "sender\x00recipient": the recipient wrote first, this hour
-	contacts                       *policy.Recent // "sender\x00recipient": the recipient is a contact (cached)
+	unsolicitedOn                  bool           // any of the four budgets is set
+	seed                           maphash.Seed   // for pairKey
+	paid                           *policy.Recent // paidKey(sender → recipient): counted this hour
+	solicited                      *policy.Recent // pairKey(sender, recipient): the recipient wrote first, this hour
+	contacts                       *policy.Recent // pairKey(sender, recipient): the recipient is a contact (cached)
 }
 
 type sharedBucket struct {
@@ -102,6 +105,7 @@ func setupWith(s *server.Setup, c Config, now func() time.Time) error {
 		bwShared:  make(map[string]*sharedBucket),
 		bwHeld:    make(map[*server.ConnInfo]string),
 		sessKey:   server.NewKey[*sessState]("limits.session"),
+		seed:      maphash.MakeSeed(),
 		paid:      policy.NewRecent(pairTTL, maxPairs, now),
 		solicited: policy.NewRecent(pairTTL, maxPairs, now),
 		// Contacts are read from the roster again after ten minutes, so
@@ -122,6 +126,7 @@ func setupWith(s *server.Setup, c Config, now func() time.Time) error {
 	u := p.Unsolicited
 	f.strangerMsgs, f.strangerSubs = hourly(u.Messages), hourly(u.Subscriptions)
 	f.restrictedMsgs, f.restrictedSubs = hourly(u.RestrictedMessages), hourly(u.RestrictedSubscriptions)
+	f.unsolicitedOn = f.strangerMsgs != nil || f.strangerSubs != nil || f.restrictedMsgs != nil || f.restrictedSubs != nil
 
 	server.On(s, server.ConnectionAccepted, server.PrioPolicy, f.accepted)
 	server.On(s, server.ConnectionClosed, server.PrioPolicy, f.connClosed)

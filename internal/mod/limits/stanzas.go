@@ -3,6 +3,7 @@ package limits
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"time"
 
 	"stoa.im/stoa/internal/policy"
@@ -139,8 +140,25 @@ func (f *feature) logDelay(st *server.Stanza, ss *sessState, reason string, wait
 		"delayed", n, "wait", wait.Round(time.Millisecond).String())
 }
 
-// pairKey names a (sender, recipient) pair of bare JIDs.
-func pairKey(from, to jid.JID) string { return from.Bare().String() + "\x00" + to.Bare().String() }
+// pairKey names a (sender, recipient) pair of bare JIDs for the Recent
+// sets: a hash with the feature's secret seed, so nobody can choose JIDs
+// that collide with someone else's pair.
+func (f *feature) pairKey(from, to jid.JID) uint64 {
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	h.WriteString(from.Bare().String())
+	h.WriteByte(0)
+	h.WriteString(to.Bare().String())
+	return h.Sum64()
+}
+
+// paidKey is the pair's key in f.paid, for one kind of traffic.
+func paidKey(pair uint64, kind string) uint64 {
+	if kind == "subscriptions" {
+		return pair*0x9e3779b97f4a7c15 + 1
+	}
+	return pair*0x9e3779b97f4a7c15 + 2
+}
 
 // unsolicited holds an account to its budget of strangers per hour:
 // messages and subscription requests to addresses that are not its
@@ -175,8 +193,8 @@ func (f *feature) unsolicited(ctx context.Context, st *server.Stanza, ss *sessSt
 	if budget == nil {
 		return server.Next
 	}
-	pair := pairKey(st.From, to)
-	paid := kind[:1] + pair
+	pair := f.pairKey(st.From, to)
+	paid := paidKey(pair, kind)
 	if f.solicited.Has(pair) || f.contacts.Has(pair) || f.paid.Has(paid) {
 		return server.Next
 	}
@@ -222,12 +240,15 @@ func (f *feature) contact(ctx context.Context, from, to jid.JID) bool {
 // observe notes that a message or a subscription request reached a local
 // user: the user may answer its sender without counting it as unsolicited.
 func (f *feature) observe(_ context.Context, st *server.Stanza) server.Result {
+	if !f.unsolicitedOn {
+		return server.Next // no budgets: nothing to remember
+	}
 	if st.From.IsZero() || st.To.Local() == "" || st.From.Bare() == st.To.Bare() {
 		return server.Next
 	}
 	if (st.Kind == server.KindMessage && st.Type != "error" && st.Type != "groupchat") ||
 		(st.Kind == server.KindPresence && st.Type == "subscribe") {
-		f.solicited.Add(pairKey(st.To, st.From))
+		f.solicited.Add(f.pairKey(st.To, st.From))
 	}
 	return server.Next
 }

@@ -90,15 +90,29 @@ const (
 	// stanza: prefix lookups scan them, so without a bound a stanza of
 	// nested elements full of declarations would cost quadratic time.
 	maxNSBindings = 128
+	// rootSpare is the room left after a stanza root's attributes for
+	// the ones the server adds ('from', 'to').
+	rootSpare = 2
 	// maxScratch is the capacity above which scratch slices are dropped
 	// after a stanza instead of being kept for the next one.
 	maxScratch = 256
 )
 
-// BufferPool shares 4 KiB read buffers between Decoders that go idle. It is
-// optional (see Decoder.SetBufferPool); its zero value is ready to use and it
-// is safe for concurrent use.
-type BufferPool struct{ p sync.Pool }
+// BufferPool shares 4 KiB read buffers, and the parser's scratch space,
+// between Decoders that go idle. It is optional (see
+// Decoder.SetBufferPool); its zero value is ready to use and it is safe
+// for concurrent use.
+type BufferPool struct {
+	p  sync.Pool // *[initialBufSize]byte
+	sc sync.Pool // *scratchBlock
+}
+
+func (p *BufferPool) getScratch() *scratchBlock {
+	b, _ := p.sc.Get().(*scratchBlock)
+	return b
+}
+
+func (p *BufferPool) putScratch(b *scratchBlock) { p.sc.Put(b) }
 
 func (p *BufferPool) get() []byte {
 	if a, ok := p.p.Get().(*[initialBufSize]byte); ok {
@@ -142,8 +156,9 @@ type Decoder struct {
 	streamName string   // qualified name of the stream element
 	base       []nsBind // namespace bindings declared on the stream header
 
-	seed  maphash.Seed // see hashSeed
-	sc    *scratch     // nil when idle
+	seed  maphash.Seed  // see hashSeed
+	sc    *scratch      // nil when idle; &scb.sc
+	scb   *scratchBlock // the block sc lives in
 	small [smallReadSize]byte
 }
 
@@ -194,7 +209,7 @@ func (d *Decoder) Reset(r io.Reader) {
 	d.quote, d.depth, d.nElems, d.nAttrs, d.mark = 0, 0, 0, 0, 0
 	d.rerr, d.err = nil, nil
 	d.hdr, d.opened, d.defaultNS, d.closed, d.streamName, d.base = nil, false, "", false, "", nil
-	d.sc = nil
+	d.sc, d.scb = nil, nil
 }
 
 // DropHeader releases the stream header's attributes, for a caller that
@@ -223,7 +238,11 @@ func (d *Decoder) Idle() {
 		d.buf = nil
 		d.start, d.end, d.scan = 0, 0, 0
 	}
-	d.sc = nil
+	if d.scb != nil && d.pool != nil {
+		d.sc.reset()
+		d.pool.putScratch(d.scb)
+	}
+	d.sc, d.scb = nil, nil
 }
 
 // Header reads the optional XML declaration and the stream header. Only
@@ -957,10 +976,16 @@ type scratchBlock struct {
 // scratch returns the decoder's scratch, allocating it if needed.
 func (d *Decoder) scratch() *scratch {
 	if d.sc == nil {
-		b := new(scratchBlock)
-		b.sc.ns, b.sc.stack, b.sc.kids = b.ns[:0], b.stack[:0], b.kids[:0]
-		b.sc.attrs, b.sc.tbuf = b.attrs[:0], b.tbuf[:0]
-		d.sc = &b.sc
+		var b *scratchBlock
+		if d.pool != nil {
+			b = d.pool.getScratch()
+		}
+		if b == nil {
+			b = new(scratchBlock)
+			b.sc.ns, b.sc.stack, b.sc.kids = b.ns[:0], b.stack[:0], b.kids[:0]
+			b.sc.attrs, b.sc.tbuf = b.attrs[:0], b.tbuf[:0]
+		}
+		d.sc, d.scb = &b.sc, b
 	}
 	return d.sc
 }
@@ -994,7 +1019,7 @@ func (d *Decoder) decodeStanza() (*Element, error) {
 	p := stanzaParser{d: d, sc: d.scratch(), s: string(raw)}
 	p.els = make([]Element, d.nElems)
 	if d.nAttrs > 0 {
-		p.attrs = make([]Attr, 0, d.nAttrs)
+		p.attrs = make([]Attr, 0, d.nAttrs+rootSpare)
 	}
 	if d.nElems > 1 {
 		p.kids = make([]*Element, 0, d.nElems-1)
@@ -1318,7 +1343,15 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 			p.addAttr(uri, an[a.colon+1:], p.avalue(a))
 			nPrefixed++
 		}
-		el.Attrs = p.attrs[a0:len(p.attrs):len(p.attrs)]
+		end := len(p.attrs)
+		el.Attrs = p.attrs[a0:end:end]
+		if el == &p.els[0] && cap(p.attrs)-end >= rootSpare {
+			// The stanza's root: the server stamps 'from' (and often
+			// 'to') on it, so leave room there instead of copying every
+			// attribute on the first SetAttr.
+			el.Attrs = p.attrs[a0:end : end+rootSpare]
+			p.attrs = p.attrs[:end+rootSpare]
+		}
 		if nPrefixed > 1 {
 			if err := p.checkResolvedDuplicates(el.Attrs, name); err != nil {
 				return nil, "", false, err

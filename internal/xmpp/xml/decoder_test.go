@@ -917,3 +917,31 @@ func TestDropHeader(t *testing.T) {
 		t.Fatalf("end: %v, want ErrStreamClosed", err)
 	}
 }
+
+// The root of a decoded stanza has room for the attributes the server
+// stamps ('from', 'to') without copying, and adding them never touches
+// the children's attributes, which share the same slab.
+func TestRootSpareAttrs(t *testing.T) {
+	t.Parallel()
+	in := testHeader + `<message to='a@b' id='1'><x xmlns='urn:x' a='1' b='2'/><y xmlns='urn:y' c='3'/></message>`
+	d := NewDecoder(strings.NewReader(in), Limits{})
+	el, err := d.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &el.Attrs[0]
+	el.SetAttr("from", "me@b/r")
+	if &el.Attrs[0] != first {
+		t.Error("SetAttr(from) on a decoded root copied its attributes")
+	}
+	el.SetAttr("type", "chat")   // the second spare slot
+	el.SetAttr("xml:lang", "en") // beyond the spare room: a copy
+	el.SetAttr("id", "2")
+	x, y := el.Children[0], el.Children[1]
+	if x.Attr("a") != "1" || x.Attr("b") != "2" || len(x.Attrs) != 2 || y.Attr("c") != "3" || len(y.Attrs) != 1 {
+		t.Fatalf("children's attributes changed: %v %v", x.Attrs, y.Attrs)
+	}
+	if el.Attr("to") != "a@b" || el.Attr("from") != "me@b/r" || el.Attr("type") != "chat" || el.Attr("id") != "2" {
+		t.Fatalf("root attributes: %v", el.Attrs)
+	}
+}
