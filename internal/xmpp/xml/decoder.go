@@ -1349,7 +1349,7 @@ func (p *stanzaParser) startTag() (*Element, string, bool, error) {
 			// The stanza's root: the server stamps 'from' (and often
 			// 'to') on it, so leave room there instead of copying every
 			// attribute on the first SetAttr.
-			el.Attrs = p.attrs[a0:end : end+rootSpare]
+			el.Attrs = p.attrs[a0 : end : end+rootSpare]
 			p.attrs = p.attrs[:end+rootSpare]
 		}
 		if nPrefixed > 1 {
