@@ -1,14 +1,8 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-	"time"
 
 	"stoa.im/stoa/internal/adminsock"
 )
@@ -63,8 +57,7 @@ func operator() string {
 func runAbuse(cmd string) func(c *call) error {
 	return func(c *call) error {
 		fs := c.flags()
-		cfgPath := fs.String("c", "", "`FILE`: the server's configuration")
-		dataDir := fs.String("data", "", "`DIR`: the data directory of a 'stoa dev' server")
+		sf := addServerFlags(fs)
 		flags := map[string]*string{}
 		minArgs, maxArgs := 1, 1
 		switch cmd {
@@ -82,10 +75,6 @@ func runAbuse(cmd string) func(c *call) error {
 			flags["note"] = fs.String("note", "", "`TEXT`: what was done")
 		}
 		pos, err := c.parse(fs, minArgs, maxArgs)
-		if err != nil {
-			return err
-		}
-		t, err := userTarget(c, *cfgPath, *dataDir)
 		if err != nil {
 			return err
 		}
@@ -111,32 +100,13 @@ func runAbuse(cmd string) func(c *call) error {
 			args["id"] = pos[0]
 			args["by"] = operator()
 		}
-		ctx, stop := signal.NotifyContext(c.ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		resp, note, err := execute(ctx, c, t, adminsock.Request{Cmd: cmd, Args: args})
-		if err != nil {
-			return err
-		}
-		readOnly := cmd == "account.show" || cmd == "account.list" || cmd == "reports.list" || cmd == "reports.show"
-		if readOnly && note != "" {
-			note = " (server not running; read the database directly)"
-		}
-		if !resp.OK {
-			return errors.New(resp.Error + note)
-		}
-		if cmd == "account.list" || cmd == "reports.list" {
-			for _, l := range resp.Lines {
-				fmt.Fprintln(c.stdout, l)
-			}
-			fmt.Fprintln(c.stderr, resp.Message+note)
-			return nil
-		}
-		fmt.Fprintln(c.stdout, resp.Message+note)
-		for _, l := range resp.Lines {
-			fmt.Fprintln(c.stdout, l)
-		}
-		return nil
+		// Listings print their lines on standard output and a summary on
+		// standard error; the other commands print their message first.
+		list := cmd == "account.list" || cmd == "reports.list"
+		return runAdmin(c, sf, adminsock.Request{Cmd: cmd, Args: args}, adminOutput{
+			readOnly:  list || cmd == "account.show" || cmd == "reports.show",
+			msgStdout: !list,
+			msgFirst:  !list,
+		})
 	}
 }

@@ -1,15 +1,7 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
 	"strconv"
-	"strings"
-	"syscall"
-	"time"
 
 	"stoa.im/stoa/internal/adminsock"
 )
@@ -28,8 +20,7 @@ func inviteCreateHelp() string {
 func runInvite(cmd string) func(c *call) error {
 	return func(c *call) error {
 		fs := c.flags()
-		cfgPath := fs.String("c", "", "`FILE`: the server's configuration")
-		dataDir := fs.String("data", "", "`DIR`: the data directory of a 'stoa dev' server")
+		sf := addServerFlags(fs)
 		args := map[string]string{}
 		var minArgs, maxArgs int
 		var user, contact, reset, expires, host, note *string
@@ -52,10 +43,6 @@ func runInvite(cmd string) func(c *call) error {
 		if err != nil {
 			return err
 		}
-		t, err := userTarget(c, *cfgPath, *dataDir)
-		if err != nil {
-			return err
-		}
 		switch cmd {
 		case "invite.create":
 			for k, v := range map[string]*string{"user": user, "contact": contact, "reset": reset, "expires": expires, "host": host, "note": note} {
@@ -73,29 +60,13 @@ func runInvite(cmd string) func(c *call) error {
 		case "invite.revoke":
 			args["token"] = pos[0]
 		}
-		ctx, stop := signal.NotifyContext(c.ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		resp, note2, err := execute(ctx, c, t, adminsock.Request{Cmd: cmd, Args: args})
-		if err != nil {
-			return err
-		}
-		if cmd == "invite.list" && note2 != "" {
-			note2 = " (server not running; read the database directly)"
-		}
-		if !resp.OK {
-			return errors.New(resp.Error + note2)
-		}
-		for _, l := range resp.Lines {
-			fmt.Fprintln(c.stdout, l)
-		}
-		msg := resp.Message + note2
-		if cmd == "invite.revoke" {
-			fmt.Fprintln(c.stdout, msg)
-			return nil
-		}
-		fmt.Fprintln(c.stderr, strings.TrimSpace(msg))
-		return nil
+		// Revoking prints its result on standard output; creating and
+		// listing print a summary on standard error after the lines.
+		revoke := cmd == "invite.revoke"
+		return runAdmin(c, sf, adminsock.Request{Cmd: cmd, Args: args}, adminOutput{
+			readOnly:  cmd == "invite.list",
+			msgStdout: revoke,
+			trim:      !revoke,
+		})
 	}
 }

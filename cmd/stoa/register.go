@@ -1,15 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
-	"time"
-
 	"stoa.im/stoa/internal/adminsock"
 )
 
@@ -40,8 +31,7 @@ func registerCommands() []command {
 func runRegister(cmd string) func(c *call) error {
 	return func(c *call) error {
 		fs := c.flags()
-		cfgPath := fs.String("c", "", "`FILE`: the server's configuration")
-		dataDir := fs.String("data", "", "`DIR`: the data directory of a 'stoa dev' server")
+		sf := addServerFlags(fs)
 		var since, ip, domain *string
 		minArgs, maxArgs := 0, 0
 		switch cmd {
@@ -55,10 +45,6 @@ func runRegister(cmd string) func(c *call) error {
 			maxArgs = 1
 		}
 		pos, err := c.parse(fs, minArgs, maxArgs)
-		if err != nil {
-			return err
-		}
-		t, err := userTarget(c, *cfgPath, *dataDir)
 		if err != nil {
 			return err
 		}
@@ -77,21 +63,6 @@ func runRegister(cmd string) func(c *call) error {
 				args["domain"] = pos[0]
 			}
 		}
-		ctx, stop := signal.NotifyContext(c.ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		resp, note, err := execute(ctx, c, t, adminsock.Request{Cmd: cmd, Args: args})
-		if err != nil {
-			return err
-		}
-		if !resp.OK {
-			return errors.New(resp.Error + note)
-		}
-		for _, l := range resp.Lines {
-			fmt.Fprintln(c.stdout, l)
-		}
-		fmt.Fprintln(c.stderr, strings.TrimSpace(resp.Message+note))
-		return nil
+		return runAdmin(c, sf, adminsock.Request{Cmd: cmd, Args: args}, adminOutput{trim: true})
 	}
 }
