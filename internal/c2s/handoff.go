@@ -16,10 +16,12 @@ import (
 // do for minutes. That made the stack the largest single cost of an idle
 // session (about 9 KB of 50; docs/benchmarks.md).
 //
-// So once a bound session has sent its initial presence and has nothing
-// more buffered, the read loop continues on a fresh goroutine, which
-// starts with the runtime's average stack size, and the login goroutine
-// ends and frees its stack. This happens once per connection.
+// Where sessions park (park.go: Linux, [c2s] park_after > 0), the login
+// goroutine simply ends when the session parks after its login. Where
+// they cannot, once a bound session has sent its initial presence and has
+// nothing more buffered, the read loop continues on a fresh goroutine,
+// which starts with the runtime's average stack size, and the login
+// goroutine ends and frees its stack. This happens once per connection.
 
 // errHandOff ends the login goroutine's read loop (see above).
 var errHandOff = errors.New("c2s: read loop handed off")
