@@ -13,6 +13,26 @@ import (
 type pool struct {
 	db    *sql.DB
 	stmts map[string]*sql.Stmt // read-only after newPool
+	// quick marks the read pool: its prepared statements are point
+	// lookups and small per-user lists that take microseconds, and run
+	// without the caller's cancellation (see quick).
+	quick bool
+}
+
+// quick returns ctx without its cancellation for a short read. With a
+// context that can be cancelled, database/sql and the SQLite driver start
+// a goroutine per statement (and per transaction) to watch it, and the
+// driver installs a progress handler: for the statements of a login that
+// cost more than the statements themselves (docs/benchmarks.md). Reads on
+// the read pool never wait for the writer (WAL), so nothing is lost by
+// letting them finish.
+// A context already done is kept: the statement then fails at once with
+// its error, as the store's contract says.
+func quick(ctx context.Context) context.Context {
+	if ctx.Err() != nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 func newPool(ctx context.Context, db *sql.DB, queries []string) (*pool, error) {
@@ -44,6 +64,9 @@ func (p *pool) exec(ctx context.Context, q string, args ...any) (sql.Result, err
 
 func (p *pool) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	if st := p.stmts[q]; st != nil {
+		if p.quick {
+			ctx = quick(ctx)
+		}
 		return st.QueryContext(ctx, args...)
 	}
 	return p.db.QueryContext(ctx, q, args...)
@@ -51,6 +74,9 @@ func (p *pool) query(ctx context.Context, q string, args ...any) (*sql.Rows, err
 
 func (p *pool) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	if st := p.stmts[q]; st != nil {
+		if p.quick {
+			ctx = quick(ctx)
+		}
 		return st.QueryRowContext(ctx, args...)
 	}
 	return p.db.QueryRowContext(ctx, q, args...)

@@ -45,7 +45,9 @@ func (r roster) Items(ctx context.Context, owner string) ([]store.RosterItem, in
 		items []store.RosterItem
 		ver   int64
 	)
-	// One read transaction, so the items and the version match.
+	// One read transaction, so the items and the version match; a short
+	// one (see quick).
+	ctx = quick(ctx)
 	err := r.s.r.run(ctx, true, func(tx tx) error {
 		err := tx.queryRow(ctx, qRosterVersion, owner).Scan(&ver)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {

@@ -118,6 +118,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
 	r, err := newPool(ctx, rdb, readQueries())
+	if err == nil {
+		r.quick = true
+	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: opening %s for reading: %w", abs, err), w.close())
 	}
@@ -140,7 +143,7 @@ func readQueries() []string {
 		qGetAccount, qListAccounts, qCountAccounts,
 		qRosterVersion, qRosterItems, qRosterGet, qPendingList,
 		qOfflineList, qOfflineCount,
-		qKVGet,
+		qKVGet, qStateGet,
 		qArchOwnerID, qArchOwnerDays, qArchPrefsGet,
 	}
 }
