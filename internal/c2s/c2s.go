@@ -8,15 +8,14 @@ package c2s
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"stoa.im/stoa/internal/certs"
+	"stoa.im/stoa/internal/listen"
 	"stoa.im/stoa/internal/netpark"
 	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/server"
@@ -154,41 +153,17 @@ func (svc *Service) closeListeners() {
 	}
 }
 
-// accept runs one accept loop. On EMFILE/ENFILE it backs off instead of
-// spinning, and logs once per episode.
+// accept runs one accept loop (listen.Serve: it backs off when file
+// descriptors run out).
 func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
-	var delay time.Duration
-	for {
-		raw, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || isTemporary(err) {
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-					svc.log.Warn("accept failed; backing off (raise the file descriptor limit?)", "addr", l.Addr().String(), "err", err)
-				} else if delay *= 2; delay > time.Second {
-					delay = time.Second
-				}
-				select {
-				case <-time.After(delay):
-				case <-ctx.Done():
-					return
-				}
-				continue
-			}
-			svc.log.Error("accept failed; listener stopped", "addr", l.Addr().String(), "err", err)
-			return
-		}
-		delay = 0
+	listen.Serve(ctx, l, svc.log, func(raw net.Conn) {
 		svc.metrics.accepted.Inc()
 		c := svc.newConn(ctx, raw, direct)
 		svc.mu.Lock()
 		if svc.closing {
 			svc.mu.Unlock()
 			_ = raw.Close()
-			continue
+			return
 		}
 		svc.conns[c] = struct{}{}
 		svc.wg.Add(1)
@@ -196,16 +171,11 @@ func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
 		svc.metrics.conns.Inc()
 		go func() {
 			defer svc.wg.Done()
-			if !c.serve(ctx) { // else a fresh goroutine carries on (handoff.go)
+			if !c.serve(ctx) { // else a fresh goroutine carries on (handoff.go, park.go)
 				svc.connGone(c)
 			}
 		}()
-	}
-}
-
-func isTemporary(err error) bool {
-	var ne interface{ Temporary() bool }
-	return errors.As(err, &ne) && ne.Temporary()
+	})
 }
 
 // Shutdown stops accepting, ends every connection (sessions get

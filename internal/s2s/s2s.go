@@ -26,10 +26,10 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"stoa.im/stoa/internal/certs"
+	"stoa.im/stoa/internal/listen"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/xmpp/stanza"
 	"stoa.im/stoa/internal/xmpp/xml"
@@ -261,39 +261,17 @@ func (svc *Service) Serve(ctx context.Context) {
 	}()
 }
 
+// accept runs one accept loop (listen.Serve: it backs off when file
+// descriptors run out).
 func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
-	var delay time.Duration
-	for {
-		raw, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-					svc.log.Warn("s2s: accept failed; backing off (raise the file descriptor limit?)", "err", err)
-				} else if delay *= 2; delay > time.Second {
-					delay = time.Second
-				}
-				select {
-				case <-time.After(delay):
-				case <-ctx.Done():
-					return
-				}
-				continue
-			}
-			svc.log.Error("s2s: accept failed; listener stopped", "addr", l.Addr().String(), "err", err)
-			return
-		}
-		delay = 0
+	listen.Serve(ctx, l, svc.log, func(raw net.Conn) {
 		ic := &inConn{svc: svc, direct: direct, authed: make(map[pair]string)}
 		ic.c = svc.newConn(raw, true)
 		svc.mu.Lock()
 		if svc.closing {
 			svc.mu.Unlock()
 			_ = raw.Close()
-			continue
+			return
 		}
 		svc.ins[ic] = struct{}{}
 		svc.wg.Add(1)
@@ -304,7 +282,7 @@ func (svc *Service) accept(ctx context.Context, l net.Listener, direct bool) {
 			defer svc.metrics.conns.WithLabelValues("in").Dec()
 			ic.serve(ctx)
 		}()
-	}
+	})
 }
 
 // janitor closes idle connections.
