@@ -5,6 +5,7 @@ package netpark
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,6 +15,10 @@ const supported = true
 // pollerSys is an epoll instance and an eventfd that stops its loop.
 type pollerSys struct {
 	epfd, evfd int
+
+	mu      sync.Mutex
+	started bool // run was called
+	done    bool // the descriptors are closed
 }
 
 // tokenStop is the eventfd's token; parked sockets get tokens from 1.
@@ -67,10 +72,14 @@ func (s *pollerSys) unregister(fd int) {
 }
 
 func (s *pollerSys) run(ready func(uint64)) error {
-	defer func() {
-		unix.Close(s.epfd)
-		unix.Close(s.evfd)
-	}()
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return nil // closed before it ran
+	}
+	s.started = true
+	s.mu.Unlock()
+	defer s.release()
 	events := make([]unix.EpollEvent, 256)
 	for {
 		n, err := unix.EpollWait(s.epfd, events, -1)
@@ -90,7 +99,32 @@ func (s *pollerSys) run(ready func(uint64)) error {
 	}
 }
 
+// release closes the descriptors, once.
+func (s *pollerSys) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done {
+		s.done = true
+		unix.Close(s.epfd)
+		unix.Close(s.evfd)
+	}
+}
+
+// close stops run, or releases the descriptors if run never started. It
+// never writes to a descriptor already closed (its number may have been
+// given to another file since).
 func (s *pollerSys) close() error {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return nil
+	}
+	if !s.started {
+		s.mu.Unlock()
+		s.release()
+		return nil
+	}
+	defer s.mu.Unlock()
 	var one = [8]byte{1}
 	_, err := unix.Write(s.evfd, one[:])
 	return err

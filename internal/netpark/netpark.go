@@ -72,7 +72,7 @@ func (w *Waiter) release() {
 	// Through Control, so that a socket closed meanwhile (the kernel then
 	// dropped the registration itself) is not touched: its descriptor
 	// number may already belong to another connection.
-	_ = w.rc.Control(func(fd uintptr) { p.unregister(int(fd)) })
+	_ = w.rc.Control(func(fd uintptr) { p.sys.unregister(int(fd)) })
 }
 
 // Poller wakes parked connections. Its zero value is not usable: call New,
@@ -116,7 +116,7 @@ func (p *Poller) Park(rc syscall.RawConn, after time.Duration, fn func()) (*Wait
 	p.waiting[w.token] = w
 	p.mu.Unlock()
 	var rerr error
-	err := rc.Control(func(fd uintptr) { rerr = p.register(int(fd), w.token) })
+	err := rc.Control(func(fd uintptr) { rerr = p.sys.register(int(fd), w.token) })
 	if err == nil {
 		err = rerr
 	}
@@ -181,6 +181,3 @@ func (p *Poller) Close() error {
 	}
 	return p.sys.close()
 }
-
-func (p *Poller) register(fd int, token uint64) error { return p.sys.register(fd, token) }
-func (p *Poller) unregister(fd int)                   { p.sys.unregister(fd) }

@@ -261,3 +261,30 @@ func TestManyConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// Close before Run releases the poller; Run then returns at once.
+func TestCloseBeforeRun(t *testing.T) {
+	if !Supported() {
+		t.Skip("not supported")
+	}
+	p, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run after Close did not return")
+	}
+}
