@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"stoa.im/stoa/internal/rawsock"
 	"stoa.im/stoa/internal/xmpp/xml"
 )
 
@@ -125,6 +126,7 @@ func (d *dialer) connect(ctx context.Context) (net.Conn, *xml.Decoder, *xml.Elem
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("connecting: %w", err)
 	}
+	raw = rawsock.Wrap(raw) // the tool's own CPU share counts too
 	_ = raw.SetDeadline(time.Now().Add(d.timeout))
 	var conn net.Conn = raw
 	fail := func(err error) (net.Conn, *xml.Decoder, *xml.Element, error) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"stoa.im/stoa/internal/netpark"
+	"stoa.im/stoa/internal/rawsock"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/xmpp/jid"
@@ -50,6 +51,7 @@ const (
 type conn struct {
 	svc    *Service
 	raw    net.Conn
+	rs     *rawsock.Conn // the socket under raw, or nil (sendNow, write.go)
 	cr     *countingConn
 	nc     net.Conn // raw, or the TLS connection over it
 	tls    *tls.Conn
@@ -72,8 +74,9 @@ type conn struct {
 	qmu     sync.Mutex
 	queue   []*xml.Element
 	qbytes  int
-	writing bool
-	closing bool // no more stanzas accepted; close after the queue drains
+	writing bool         // a writer (drain, or sendNow's caller) owns the socket's writes
+	spilled *xml.Element // written by sendNow in part; the rest is pending in rs
+	closing bool         // no more stanzas accepted; close after the queue drains
 	closeEl *xml.Element
 	done    chan struct{} // closed when the writer finished the final close
 
@@ -132,6 +135,8 @@ func (svc *Service) newConn(ctx context.Context, raw net.Conn, direct bool) *con
 	if sc, ok := raw.(syscall.Conn); ok && svc.park != nil {
 		sock, _ = sc.SyscallConn()
 	}
+	raw = rawsock.Wrap(raw) // reads and writes without the scheduler's syscall hand-off
+	rs, _ := raw.(*rawsock.Conn)
 	raw = shape(raw) // bandwidth limits (bandwidth.go)
 	cr := &countingConn{Conn: raw}
 	cr.limit.Store(int64(svc.cfg.PreAuth.MaxBytes))
@@ -140,7 +145,7 @@ func (svc *Service) newConn(ctx context.Context, raw net.Conn, direct bool) *con
 		remote = ta.AddrPort()
 	}
 	return &conn{
-		svc: svc, raw: raw, cr: cr, nc: cr, direct: direct, remote: remote,
+		svc: svc, raw: raw, rs: rs, cr: cr, nc: cr, direct: direct, remote: remote,
 		ctx: ctx, sock: sock,
 		info:    server.ConnInfo{Remote: remote, Transport: "c2s"},
 		started: time.Now(),

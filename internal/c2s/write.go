@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"stoa.im/stoa/internal/policy"
 	"stoa.im/stoa/internal/xmpp/jid"
 	"stoa.im/stoa/internal/xmpp/stanza"
 	"stoa.im/stoa/internal/xmpp/xml"
@@ -35,11 +36,18 @@ func (svc *Service) putWriteBuf(bp *[]byte) {
 	svc.wbufs.Put(bp)
 }
 
-// writeRaw writes bytes synchronously with the write timeout.
+// writeRaw writes bytes synchronously with the write timeout, after the
+// bytes sendNow left pending in the socket (with no bytes, only those).
 func (c *conn) writeRaw(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.raw.SetWriteDeadline(time.Now().Add(time.Duration(c.svc.cfg.WriteTimeout)))
+	if len(b) == 0 {
+		if c.rs != nil {
+			return c.rs.Flush()
+		}
+		return nil
+	}
 	_, err := c.nc.Write(b)
 	return err
 }
@@ -66,11 +74,55 @@ func (c *conn) Send(el *xml.Element) error {
 		c.Close(stanza.NewStreamError(stanza.StreamPolicyViolation, "Your client does not read fast enough; its outgoing queue is full."))
 		return errClosed
 	}
+	if !c.writing && len(c.queue) == 0 && c.rs != nil && !c.writeShaped() {
+		c.writing = true // the caller is the writer until sendNow returns
+		c.qmu.Unlock()
+		c.sendNow(el)
+		return nil
+	}
 	c.queue = append(c.queue, el)
 	c.qbytes += size
 	c.startWriterLocked()
 	c.qmu.Unlock()
 	return nil
+}
+
+// sendNow writes el from the caller's goroutine when nothing else is
+// queued or being written, without waiting for the socket: what the kernel
+// does not take at once stays in the socket's pending bytes (rawsock) and
+// a writer goroutine writes it. Most stanzas to a client that reads go out
+// this way, with no goroutine started and no second thread woken for them
+// (docs/benchmarks.md). The caller holds the writer role (c.writing).
+func (c *conn) sendNow(el *xml.Element) {
+	bp := c.svc.getWriteBuf()
+	*bp = el.AppendTo((*bp)[:0], xml.NSClient)
+	c.wmu.Lock()
+	c.rs.SetNoWait(true)
+	_, err := c.nc.Write(*bp)
+	c.rs.SetNoWait(false)
+	spilled := c.rs.Pending() > 0
+	c.wmu.Unlock()
+	c.svc.putWriteBuf(bp)
+	if err != nil {
+		c.writeFailed(err, []*xml.Element{el})
+		return
+	}
+	c.qmu.Lock()
+	c.writing = false
+	if spilled {
+		c.spilled = el // requeued if the rest cannot be written
+	}
+	if spilled || len(c.queue) > 0 || c.closing {
+		c.startWriterLocked()
+	}
+	c.qmu.Unlock()
+}
+
+// writeShaped tells whether a bandwidth limit applies to writes (the
+// shaper may then make a write wait, so it is left to the writer).
+func (c *conn) writeShaped() bool {
+	sc, ok := c.raw.(*policy.ShapedConn)
+	return ok && sc.Limited(policy.Write)
 }
 
 // approxSize estimates the serialized size without serializing.
@@ -111,7 +163,9 @@ func (c *conn) drain() {
 		q := c.queue
 		c.queue = nil
 		c.qbytes = 0
-		if len(q) == 0 {
+		spilled := c.spilled
+		c.spilled = nil
+		if len(q) == 0 && spilled == nil {
 			if c.closing {
 				closeEl := c.closeEl
 				c.qmu.Unlock()
@@ -127,27 +181,39 @@ func (c *conn) drain() {
 		for _, el := range q {
 			buf = el.AppendTo(buf, xml.NSClient)
 		}
+		if spilled != nil {
+			// The rest of a stanza sendNow began is pending in the
+			// socket; the write sends it first (writeRaw).
+			q = append([]*xml.Element{spilled}, q...)
+		}
 		if err := c.writeRaw(buf); err != nil {
-			c.logger().Debug("write failed", "err", err)
-			c.qmu.Lock()
-			c.closing = true
-			c.lost = true // the transport failed: a resumable session detaches
-			rest := c.queue
-			c.queue = nil
-			c.qmu.Unlock()
-			c.requeue(append(q, rest...))
-			c.wake() // a parked reader must see the close (park.go)
-			_ = c.raw.Close()
-			c.qmu.Lock()
-			c.writing = false
-			c.qmu.Unlock()
-			c.signalDone()
+			c.writeFailed(err, q)
 			return
 		}
 		if cap(buf) > maxWriteBuf {
 			buf = nil // do not keep a large buffer
 		}
 	}
+}
+
+// writeFailed ends a connection whose transport failed while the writer
+// (drain or sendNow) wrote q: the unwritten stanzas go back to the server
+// and the socket closes. The caller holds the writer role, which ends.
+func (c *conn) writeFailed(err error, q []*xml.Element) {
+	c.logger().Debug("write failed", "err", err)
+	c.qmu.Lock()
+	c.closing = true
+	c.lost = true // the transport failed: a resumable session detaches
+	rest := c.queue
+	c.queue = nil
+	c.qmu.Unlock()
+	c.requeue(append(q, rest...))
+	c.wake() // a parked reader must see the close (park.go)
+	_ = c.raw.Close()
+	c.qmu.Lock()
+	c.writing = false
+	c.qmu.Unlock()
+	c.signalDone()
 }
 
 func (c *conn) finalWrite(closeEl *xml.Element) {

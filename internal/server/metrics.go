@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"regexp"
 )
 
 // metrics are the core's Prometheus metrics, on a registry owned by the
@@ -40,7 +41,11 @@ func newMetrics(srv *Server) *metrics {
 		}
 	}
 	m.reg.MustRegister(m.stanzas, m.denied, m.sessions, m.users,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			// How long runnable goroutines waited for a thread: the
+			// server's own queueing delay under load.
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/latencies:seconds$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
