@@ -96,12 +96,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	err := c.rc.Read(c.readFn)
 	n, errno := c.rn, c.rerr
 	c.rp = nil
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
+	if err := c.failure("read", err, errno); err != nil {
+		return 0, err
+	}
+	if n == 0 {
 		return 0, io.EOF
 	}
 	return n, nil
@@ -160,13 +158,7 @@ func (c *Conn) write(b []byte) (int, error) {
 	err := c.rc.Write(c.writeFn)
 	n, errno := c.wn, c.werr
 	c.wp = nil
-	switch {
-	case err != nil:
-		return n, c.opError("write", err)
-	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
-	}
-	return n, nil
+	return n, c.failure("write", err, errno)
 }
 
 // writeNoWait writes what the socket takes now and keeps the rest (c.wmu
@@ -184,11 +176,8 @@ func (c *Conn) writeNoWait(p []byte) (int, error) {
 	err := c.rc.Control(c.tryFn)
 	n, errno := c.wn, c.werr
 	c.wp = nil
-	switch {
-	case err != nil:
-		return n, c.opError("write", err)
-	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
+	if err := c.failure("write", err, errno); err != nil {
+		return n, err
 	}
 	if n < len(p) {
 		c.pending = append(c.pending, p[n:]...)
@@ -259,6 +248,18 @@ func (c *Conn) doWrite(fd uintptr) bool {
 
 // maxRW caps one system call's length, as internal/poll does.
 const maxRW = 1 << 30
+
+// failure returns the error of a read or write (op): the poller's (err,
+// from the RawConn) or the system call's (errno), or nil.
+func (c *Conn) failure(op string, err error, errno syscall.Errno) error {
+	switch {
+	case err != nil:
+		return c.opError(op, err)
+	case errno != 0:
+		return c.opError(op, os.NewSyscallError(op, errno))
+	}
+	return nil
+}
 
 // opError gives err the shape net.TCPConn's own errors have: an
 // *net.OpError for op whose Err is the poller's error (net.ErrClosed,
