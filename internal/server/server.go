@@ -294,6 +294,12 @@ func (srv *Server) Sessions(bare jid.JID) []*Session {
 	return srv.sessions.all(bare.Bare().String())
 }
 
+// SessionCount returns how many bound sessions an account (bare JID) has,
+// without copying them (the stanza path asks it for every message).
+func (srv *Server) SessionCount(bare jid.JID) int {
+	return srv.sessions.count(bare.Bare().String())
+}
+
 // Session returns the session of a full JID, or nil.
 func (srv *Server) Session(full jid.JID) *Session {
 	return srv.sessions.get(full.Bare().String(), full.Resource())

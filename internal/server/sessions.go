@@ -94,6 +94,14 @@ func (t *sessionTable) all(bare string) []*Session {
 	return append([]*Session(nil), l...)
 }
 
+// count returns the number of sessions of bare.
+func (t *sessionTable) count(bare string) int {
+	sh := &t.shards[t.shard(bare)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return len(sh.m[bare])
+}
+
 // counts returns the number of online accounts and sessions.
 func (t *sessionTable) counts() (users, sessions int) {
 	for i := range t.shards {

@@ -144,6 +144,9 @@ func (f *feature) sent(ctx context.Context, st *server.Stanza) server.Result {
 	if st.To.Bare() == st.From.Bare() {
 		return server.Next // to the own account: the received copies cover it
 	}
+	if f.srv.SessionCount(st.From) < 2 {
+		return server.Next // no other resource to copy it to
+	}
 	f.copy(ctx, st, f.srv.Sessions(st.From), []*server.Session{st.Origin}, "sent")
 	return server.Next
 }

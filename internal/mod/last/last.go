@@ -92,7 +92,7 @@ func (f *feature) account(ctx context.Context, iq *server.Stanza) (*xml.Element,
 		return nil, stanza.NewError(stanza.Forbidden, "")
 	}
 	// §3: "at least one connected or available resource": 0 seconds.
-	if len(f.srv.Sessions(owner)) > 0 {
+	if f.srv.SessionCount(owner) > 0 {
 		return query(0, ""), nil
 	}
 	if acct.LastLogout.IsZero() {

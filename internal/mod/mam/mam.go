@@ -345,7 +345,7 @@ func (f *feature) incoming(ctx context.Context, st *server.Stanza) server.Result
 	if st.Origin != nil && st.From.Bare() == owner {
 		return server.Next // a note to oneself: archived once, on the way out
 	}
-	if len(f.srv.Sessions(owner)) == 0 {
+	if f.srv.SessionCount(owner) == 0 {
 		// Offline: make sure the account exists before archiving (the
 		// core bounces messages to unknown accounts).
 		if _, err := f.st.Accounts().Get(ctx, owner.String()); errors.Is(err, store.ErrNotFound) {
