@@ -2,23 +2,16 @@ package server_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"stoa.im/stoa/internal/server"
-	"stoa.im/stoa/internal/store/sqlite"
 	"stoa.im/stoa/internal/xmpp/jid"
 )
 
 // SessionCount agrees with Sessions as sessions come and go.
 func TestSessionCount(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "stoa.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv, err := server.New(server.Options{Hosts: []string{"localhost"}, Store: st, Version: "test"})
+	srv, err := server.New(server.Options{Hosts: []string{"localhost"}, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
