@@ -115,3 +115,46 @@ func BenchmarkRosterPut(b *testing.B) {
 		i++
 	}
 }
+
+// benchRoster returns a store whose alice has a roster of ten contacts,
+// the shape of a login in docs/benchmarks.md.
+func benchRoster(b *testing.B) *Store {
+	s := benchStore(b, "alice@example.org")
+	for i := range 10 {
+		it := store.RosterItem{JID: fmt.Sprintf("contact%d@example.org", i), Subscription: store.SubBoth}
+		if i%3 == 0 {
+			it.Name, it.Groups = "Friend", []string{"Friends"}
+		}
+		if _, err := s.Roster().Put(b.Context(), "alice@example.org", it); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+// BenchmarkRosterItems reads a roster of ten items with its version (each
+// login reads its own twice: the client's roster get and presence).
+func BenchmarkRosterItems(b *testing.B) {
+	s := benchRoster(b)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		items, ver, err := s.Roster().Items(ctx, "alice@example.org")
+		if err != nil || len(items) != 10 || ver != 10 {
+			b.Fatal(len(items), ver, err)
+		}
+	}
+}
+
+// BenchmarkRosterGet reads one item (a presence probe reads the contact's
+// item for the prober, once per contact of each login).
+func BenchmarkRosterGet(b *testing.B) {
+	s := benchRoster(b)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Roster().Get(ctx, "alice@example.org", "contact4@example.org"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -13,9 +13,17 @@ import (
 type roster struct{ s *Store }
 
 const (
-	qRosterVersion = `SELECT version FROM roster_versions WHERE owner = ?`
-	qRosterItems   = `SELECT contact, name, subscription, ask, approved, groups
-FROM roster_items WHERE owner = ? ORDER BY contact`
+	// qRosterItems reads the version and the items in one statement (one
+	// snapshot, so they match) instead of a transaction of two: a login
+	// reads its roster twice, and BEGIN/ROLLBACK cost more than the reads.
+	// The owner row always comes back, with NULL item columns when the
+	// roster is empty.
+	qRosterItems = `SELECT COALESCE(v.version, 0), i.contact, COALESCE(i.name, ''), COALESCE(i.subscription, ''),
+	COALESCE(i.ask, 0), COALESCE(i.approved, 0), COALESCE(i.groups, '[]')
+FROM (SELECT ? AS owner) o
+LEFT JOIN roster_versions v ON v.owner = o.owner
+LEFT JOIN roster_items i ON i.owner = o.owner
+ORDER BY i.contact`
 	qRosterGet = `SELECT contact, name, subscription, ask, approved, groups
 FROM roster_items WHERE owner = ? AND contact = ?`
 	qRosterUpsert = `INSERT INTO roster_items (owner, contact, name, subscription, ask, approved, groups)
@@ -45,32 +53,50 @@ func (r roster) Items(ctx context.Context, owner string) ([]store.RosterItem, in
 		items []store.RosterItem
 		ver   int64
 	)
-	// One read transaction, so the items and the version match; a short
-	// one (see quick).
-	ctx = quick(ctx)
-	err := r.s.r.run(ctx, true, func(tx tx) error {
-		err := tx.queryRow(ctx, qRosterVersion, owner).Scan(&ver)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		rows, err := tx.query(ctx, qRosterItems, owner)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			it, err := scanItem(rows)
-			if err != nil {
-				return err
-			}
-			items = append(items, it)
-		}
-		return rows.Err()
-	})
+	rows, err := r.s.r.query(ctx, qRosterItems, owner)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: reading roster of %q: %w", owner, err)
 	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			contact sql.NullString
+			it      store.RosterItem
+			sub     string
+			groups  []byte
+		)
+		if err := rows.Scan(&ver, &contact, &it.Name, &sub, &it.Ask, &it.Approved, &groups); err != nil {
+			return nil, 0, fmt.Errorf("sqlite: reading roster of %q: %w", owner, err)
+		}
+		if !contact.Valid {
+			continue // empty roster: the owner row alone
+		}
+		it.JID, it.Subscription = contact.String, store.Subscription(sub)
+		if it.Groups, err = decodeGroups(groups); err != nil {
+			return nil, 0, fmt.Errorf("sqlite: reading roster of %q: decoding groups of %q: %w", owner, it.JID, err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("sqlite: reading roster of %q: %w", owner, err)
+	}
 	return items, ver, nil
+}
+
+// decodeGroups decodes a groups column (a JSON array of strings); no
+// groups is nil. Most contacts have none, and "[]" skips encoding/json.
+func decodeGroups(b []byte) ([]string, error) {
+	if string(b) == "[]" {
+		return nil, nil
+	}
+	var groups []string
+	if err := json.Unmarshal(b, &groups); err != nil {
+		return nil, err
+	}
+	if len(groups) == 0 {
+		groups = nil
+	}
+	return groups, nil
 }
 
 func scanItem(row interface{ Scan(...any) error }) (store.RosterItem, error) {
@@ -83,11 +109,9 @@ func scanItem(row interface{ Scan(...any) error }) (store.RosterItem, error) {
 		return it, err
 	}
 	it.Subscription = store.Subscription(sub)
-	if err := json.Unmarshal(groups, &it.Groups); err != nil {
+	var err error
+	if it.Groups, err = decodeGroups(groups); err != nil {
 		return it, fmt.Errorf("decoding groups of %q: %w", it.JID, err)
-	}
-	if len(it.Groups) == 0 {
-		it.Groups = nil
 	}
 	return it, nil
 }

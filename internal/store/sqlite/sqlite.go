@@ -141,7 +141,7 @@ func writeQueries() []string {
 func readQueries() []string {
 	return []string{
 		qGetAccount, qListAccounts, qCountAccounts,
-		qRosterVersion, qRosterItems, qRosterGet, qPendingList,
+		qRosterItems, qRosterGet, qPendingList,
 		qOfflineList, qOfflineCount,
 		qKVGet, qStateGet,
 		qArchOwnerID, qArchOwnerDays, qArchPrefsGet,
