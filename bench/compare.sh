@@ -24,6 +24,11 @@
 #   SETTLE        idle wait before reading RSS (20s)
 #   SCENARIOS     the measured run's scenarios (default login,idle,chat,presence,saturation)
 #   TSUNG         1 to run the tsung cross-check (default 1); TSUNG_USERS (500)
+#   ROUNDS        interleaved rounds after the measured runs (default 3): each
+#                 round restarts every server in turn for a login storm and the
+#                 fixed-rate chat; logins/s and CPU per login and per message
+#                 are then the median over the measured run and the rounds, so
+#                 that the host's speed drifting between servers cancels out
 #   CAPACITY      if > 0, afterwards hold this many idle stoa sessions (bounded by
 #                 the open-files limit) from several 127.0.0.x addresses
 #   PROFILE       1 to record pprof CPU and heap profiles of stoa during chat
@@ -42,6 +47,7 @@ SETTLE=${SETTLE:-20s}
 SCENARIOS=${SCENARIOS:-login,idle,chat,presence,saturation}
 TSUNG=${TSUNG:-1}
 TSUNG_USERS=${TSUNG_USERS:-500}
+ROUNDS=${ROUNDS:-3}
 CAPACITY=${CAPACITY:-0}
 PROFILE=${PROFILE:-0}
 WORK=${WORK:-/tmp/stoa-compare}
@@ -247,6 +253,21 @@ run_tsung() {
 	cp "$logdir/tsung.log" "$OUT/$s-tsung.log" 2>/dev/null || true
 }
 
+run_round() { # round $1: login storm and fixed-rate chat on each server, restarted
+	local r=$1 s
+	for s in $SERVERS; do
+		common "$s"
+		current=$s
+		start "$s"
+		log "$s: round $r of $ROUNDS (login storm, chat at the fixed rate)"
+		"$BENCH" "${COMMON[@]}" -pid "$pid" -login-concurrency "$LOGIN_CONC" -msg-rate "$MSG_RATE" -chat-duration 20s \
+			-scenarios login,chat -o "$OUT/$s-round$r.json" \
+			>"$OUT/$s-round$r.txt" 2> >(tee -a "$OUT/$s.log" >&2) || log "$s: round $r failed"
+		stop "$s"
+		current=""
+	done
+}
+
 run_capacity() { # on a fresh stoa with its own data
 	prepare stoa
 	current=stoa
@@ -266,6 +287,9 @@ run_capacity() { # on a fresh stoa with its own data
 for s in $SERVERS; do
 	run_server "$s"
 done
+for r in $(seq 1 "$ROUNDS"); do
+	run_round "$r"
+done
 if [ "$CAPACITY" -gt 0 ]; then
 	run_capacity
 fi
@@ -274,7 +298,13 @@ tsung_args=()
 for s in $SERVERS; do
 	[ -f "$OUT/$s-tsung.json" ] && tsung_args+=(-tsung "$OUT/$s-tsung.json")
 done
+round_args=()
+for r in $(seq 1 "$ROUNDS"); do
+	for s in $SERVERS; do
+		[ -f "$OUT/$s-round$r.json" ] && round_args+=(-round "$OUT/$s-round$r.json")
+	done
+done
 jsons=()
 for s in $SERVERS; do jsons+=("$OUT/$s.json"); done
-"$BENCH" report -o "$OUT/report.md" "${tsung_args[@]}" "${jsons[@]}"
+"$BENCH" report -o "$OUT/report.md" "${tsung_args[@]}" "${round_args[@]}" "${jsons[@]}"
 log "results in $OUT (report.md)"

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -190,11 +191,15 @@ type figure struct {
 	target string  // e.g. "≥ 2× best peer"
 	factor float64 // target ratio to the best peer (0: none)
 	abs    func(v float64) (bool, string)
+	// median: with interleaved rounds, the figure is the median over the
+	// measured run and the rounds of the same server (figures that the
+	// host's drifting speed moves: one login storm, one 20 s chat).
+	median bool
 }
 
 func figures() []figure {
 	return []figure{
-		{name: "logins per second", unit: "/s", higher: true, factor: 2, target: "≥ 2× best peer",
+		{name: "logins per second", unit: "/s", higher: true, factor: 2, target: "≥ 2× best peer", median: true,
 			get: func(r *Result) (float64, bool) {
 				return val(r.Login != nil, func() float64 { return r.Login.PerSecond })
 			}},
@@ -204,7 +209,7 @@ func figures() []figure {
 		{name: "login latency p99", unit: "ms", get: func(r *Result) (float64, bool) {
 			return val(r.Login != nil, func() float64 { return r.Login.Latency.P99 })
 		}},
-		{name: "server CPU per login", unit: "ms", get: func(r *Result) (float64, bool) {
+		{name: "server CPU per login", unit: "ms", median: true, get: func(r *Result) (float64, bool) {
 			return val(r.Login != nil && r.Login.Usage.ServerSampled, func() float64 { return r.Login.ServerCPUms })
 		}},
 		{name: "RSS per idle session, right after the logins", unit: "KB", get: func(r *Result) (float64, bool) {
@@ -217,7 +222,7 @@ func figures() []figure {
 		{name: "chat: offered rate", unit: "msg/s", higher: true, get: func(r *Result) (float64, bool) {
 			return val(r.Chat != nil, func() float64 { return r.Chat.Offered })
 		}},
-		{name: "chat: server CPU per message", unit: "µs", factor: 1.0 / 3, target: "≤ ⅓ best peer", get: func(r *Result) (float64, bool) {
+		{name: "chat: server CPU per message", unit: "µs", factor: 1.0 / 3, target: "≤ ⅓ best peer", median: true, get: func(r *Result) (float64, bool) {
 			return val(r.Chat != nil && r.Chat.Usage.ServerSampled, func() float64 { return r.Chat.CPUPerMsgUs })
 		}},
 		{name: "chat: latency p50", unit: "ms", get: func(r *Result) (float64, bool) {
@@ -306,23 +311,40 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("o", "", "also write the Markdown table to this file")
 	var tsungFiles multiFlag
 	fs.Var(&tsungFiles, "tsung", "a summary written by 'stoa-bench tsung' (repeatable)")
+	var roundFiles multiFlag
+	fs.Var(&roundFiles, "round", "a result of an interleaved round (login storm and chat; repeatable, any server, in round order)")
 	if err := fs.Parse(args); err != nil || fs.NArg() < 1 {
-		fmt.Fprintln(stderr, "usage: stoa-bench report [-o FILE] [-tsung FILE]... STOA.json PEER.json...")
+		fmt.Fprintln(stderr, "usage: stoa-bench report [-o FILE] [-tsung FILE]... [-round FILE]... STOA.json PEER.json...")
 		return 2
 	}
-	var runs []*Result
-	for _, p := range fs.Args() {
+	read := func(p string) (*Result, bool) {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			fmt.Fprintln(stderr, "stoa-bench:", err)
-			return 1
+			return nil, false
 		}
 		r := &Result{}
 		if err := json.Unmarshal(b, r); err != nil {
 			fmt.Fprintf(stderr, "stoa-bench: %s: %v\n", p, err)
+			return nil, false
+		}
+		return r, true
+	}
+	var runs []*Result
+	for _, p := range fs.Args() {
+		r, ok := read(p)
+		if !ok {
 			return 1
 		}
 		runs = append(runs, r)
+	}
+	rounds := map[string][]*Result{}
+	for _, p := range roundFiles {
+		r, ok := read(p)
+		if !ok {
+			return 1
+		}
+		rounds[r.Settings.Server] = append(rounds[r.Settings.Server], r)
 	}
 	var ts []*TsungSummary
 	for _, p := range tsungFiles {
@@ -339,7 +361,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		ts = append(ts, t)
 	}
 	var sb strings.Builder
-	writeReport(&sb, runs, ts)
+	writeReport(&sb, runs, rounds, ts)
 	fmt.Fprint(stdout, sb.String())
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(sb.String()), 0o644); err != nil {
@@ -376,7 +398,35 @@ func fmtRatio(v float64) string {
 	return fmtNum(v)
 }
 
-func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
+// samples returns r and the rounds of its server, the runs a median is
+// taken over.
+func samples(r *Result, rounds map[string][]*Result) []*Result {
+	return append([]*Result{r}, rounds[r.Settings.Server]...)
+}
+
+// median returns the median of f over rs (the mean of the middle two for
+// an even count); false when no run has the figure.
+func median(f figure, rs []*Result) (float64, int, bool) {
+	var vs []float64
+	for _, r := range rs {
+		if v, ok := f.get(r); ok {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return 0, 0, false
+	}
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2], n, true
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2, n, true
+}
+
+// writeReport writes the comparison table: runs[0] is stoa, the others
+// its peers; rounds holds the interleaved rounds by server.
+func writeReport(w io.Writer, runs []*Result, rounds map[string][]*Result, ts []*TsungSummary) {
 	stoa, peers := runs[0], runs[1:]
 	m := stoa.Machine
 	fmt.Fprintf(w, "Machine: %s, %d cores, %.0f GiB, Linux %s, %s; load average at start: %s.\n\n", m.CPU, m.Cores, m.MemoryGiB, m.Kernel, m.Go, m.LoadAvg)
@@ -396,6 +446,16 @@ func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
 	}
 	fmt.Fprintln(w, "|---|---|")
 	for _, f := range figures() {
+		name := f.name
+		if f.median && len(rounds[stoa.Settings.Server]) > 0 {
+			get := f.get
+			f.get = func(r *Result) (float64, bool) {
+				v, _, ok := median(figure{get: get}, samples(r, rounds))
+				return v, ok
+			}
+			_, n, _ := median(figure{get: get}, samples(stoa, rounds))
+			name += fmt.Sprintf(", median of %d runs", n)
+		}
 		sv, ok := f.get(stoa)
 		if !ok {
 			continue
@@ -404,7 +464,7 @@ func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
 		if f.unit != "" {
 			unit = " (" + f.unit + ")"
 		}
-		fmt.Fprintf(w, "| %s%s | %s", f.name, unit, fmtNum(sv))
+		fmt.Fprintf(w, "| %s%s | %s", name, unit, fmtNum(sv))
 		var best float64
 		haveBest := false
 		for _, p := range peers {
@@ -438,6 +498,7 @@ func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
 		}
 		fmt.Fprintf(w, " | %s | %s |\n", target, met)
 	}
+	writeRounds(w, runs, rounds)
 	if c := stoa.Capacity; c != nil {
 		fmt.Fprintf(w, "\nCapacity: stoa held %d idle TLS sessions (target %d); stopped by: %s.\n", c.Sessions, c.Target, c.StoppedBy)
 	}
@@ -453,6 +514,90 @@ func writeReport(w io.Writer, runs []*Result, ts []*TsungSummary) {
 		if r.Disconnects > 0 {
 			fmt.Fprintf(w, "\n%s: %d sessions were closed by the server during the run (first: %s).\n", r.Settings.Server, r.Disconnects, r.FirstClose)
 		}
+	}
+}
+
+// writeRounds lists every run behind the medians: the measured run (run
+// 0) and each interleaved round, with stoa's ratio to the best peer of
+// the same round.
+func writeRounds(w io.Writer, runs []*Result, rounds map[string][]*Result) {
+	stoa, peers := runs[0], runs[1:]
+	n := len(rounds[stoa.Settings.Server])
+	if n == 0 {
+		return
+	}
+	var med []figure
+	for _, f := range figures() {
+		if f.median {
+			med = append(med, f)
+		}
+	}
+	fmt.Fprintf(w, "\nRuns behind the medians (run 0: the measured run; then %d interleaved rounds, each restarting every server in turn for a login storm and the fixed-rate chat):\n\n| run |", n)
+	for _, f := range med {
+		for _, r := range runs {
+			fmt.Fprintf(w, " %s: %s (%s) |", f.name, r.Settings.Server, f.unit)
+		}
+		if f.factor > 0 {
+			fmt.Fprintf(w, " %s: stoa / best peer |", f.name)
+		}
+	}
+	fmt.Fprint(w, "\n|---|")
+	for _, f := range med {
+		fmt.Fprint(w, strings.Repeat("---|", len(runs)))
+		if f.factor > 0 {
+			fmt.Fprint(w, "---|")
+		}
+	}
+	fmt.Fprintln(w)
+	at := func(r *Result, i int) *Result {
+		if i == 0 {
+			return r
+		}
+		if rs := rounds[r.Settings.Server]; i <= len(rs) {
+			return rs[i-1]
+		}
+		return nil
+	}
+	for i := 0; i <= n; i++ {
+		fmt.Fprintf(w, "| %d |", i)
+		for _, f := range med {
+			for _, r := range runs {
+				v, ok := 0.0, false
+				if rr := at(r, i); rr != nil {
+					v, ok = f.get(rr)
+				}
+				if ok {
+					fmt.Fprintf(w, " %s |", fmtNum(v))
+				} else {
+					fmt.Fprint(w, " – |")
+				}
+			}
+			if f.factor == 0 {
+				continue
+			}
+			sv, ok := f.get(stoa)
+			if rr := at(stoa, i); rr != nil {
+				sv, ok = f.get(rr)
+			} else {
+				ok = false
+			}
+			best, haveBest := 0.0, false
+			for _, p := range peers {
+				rr := at(p, i)
+				if rr == nil {
+					continue
+				}
+				if v, vok := f.get(rr); vok && (!haveBest || (f.higher && v > best) || (!f.higher && v < best)) {
+					best, haveBest = v, true
+				}
+			}
+			if ok && haveBest && best != 0 {
+				fmt.Fprintf(w, " %s× |", fmtRatio(sv/best))
+			} else {
+				fmt.Fprint(w, " – |")
+			}
+		}
+		fmt.Fprintln(w)
 	}
 }
 
