@@ -25,6 +25,7 @@ import (
 	"stoa.im/stoa/internal/s2s"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/store"
+	"stoa.im/stoa/internal/store/rostercache"
 	"stoa.im/stoa/internal/store/sqlite"
 	"stoa.im/stoa/internal/web"
 )
@@ -377,7 +378,7 @@ func openStore(ctx context.Context, cfg sections) (store.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("app: opening the database %s: %w", path, err)
 		}
-		return st, nil
+		return rostercache.Wrap(st, cfg.storage.RosterCache), nil
 	}
 	return nil, fmt.Errorf("app: storage driver %q is not supported", cfg.storage.Driver)
 }

@@ -65,6 +65,8 @@ type LogConfig struct {
 type StorageConfig struct {
 	Driver string `toml:"driver" enum:"sqlite" help:"Storage backend. sqlite keeps everything in one file (PostgreSQL support is planned)."`
 	Path   string `toml:"path" help:"Path of the SQLite database file; empty means stoa.db in server.data_dir."`
+	// RosterCache: see internal/store/rostercache.
+	RosterCache int `toml:"roster_cache" min:"0" help:"Rosters kept in memory (about 25 bytes per contact); logins and presence read them from there instead of the database. Every roster change goes through the cache. 0 turns it off."`
 }
 
 // TLSConfig is the [tls] table.
@@ -127,7 +129,7 @@ func coreSections() []config.Section {
 			Format: "text",
 		}},
 		{Name: secStorage, Help: "Where accounts, rosters and messages are stored.", Defaults: StorageConfig{
-			Driver: "sqlite",
+			Driver: "sqlite", RosterCache: 20000,
 		}},
 		{Name: secTLS, Help: "TLS certificates for client (and later server) connections. Send SIGHUP after renewing them.", Defaults: TLSConfig{}},
 		{Name: secMetrics, Help: "The internal HTTP listener for monitoring.", Defaults: MetricsConfig{

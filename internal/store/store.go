@@ -26,7 +26,8 @@ var (
 	ErrQuotaExceeded = errors.New("store: quota exceeded")
 )
 
-// Store bundles the repositories of one backend.
+// Store bundles the repositories of one backend. A repository is a handle
+// on the backend: the same value may be kept and used for the store's life.
 type Store interface {
 	Accounts() Accounts
 	Roster() Roster
