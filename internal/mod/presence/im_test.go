@@ -9,6 +9,7 @@ import (
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/server/servertest"
 	"stoa.im/stoa/internal/store"
+	"stoa.im/stoa/internal/store/rostercache"
 	"stoa.im/stoa/internal/store/sqlite"
 )
 
@@ -18,10 +19,13 @@ import (
 func TestWithRoster(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
+	sq, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server's shape: rosters cached in front of the database
+	// (app.openStore), which every roster change must keep true.
+	st := rostercache.Wrap(sq, 1000)
 	t.Cleanup(func() { st.Close() })
 	e := servertest.New(t, st, []server.Feature{roster.Feature, Feature}, nil)
 	for _, u := range []string{"alice@localhost", "bob@localhost"} {

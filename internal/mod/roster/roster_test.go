@@ -12,6 +12,7 @@ import (
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/server/servertest"
 	"stoa.im/stoa/internal/store"
+	"stoa.im/stoa/internal/store/rostercache"
 	"stoa.im/stoa/internal/store/sqlite"
 	"stoa.im/stoa/internal/xmpp/xml"
 )
@@ -75,10 +76,13 @@ type testEnv struct {
 func newEnv(t *testing.T, cfg *Config, users ...string) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
+	sq, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server's shape: rosters cached in front of the database
+	// (app.openStore), which every roster change must keep true.
+	st := rostercache.Wrap(sq, 1000)
 	t.Cleanup(func() { st.Close() })
 	rec := &recorder{}
 	var cfgs map[string]any
