@@ -575,11 +575,9 @@ func writeRounds(w io.Writer, runs []*Result, rounds map[string][]*Result) {
 			if f.factor == 0 {
 				continue
 			}
-			sv, ok := f.get(stoa)
+			sv, ok := 0.0, false
 			if rr := at(stoa, i); rr != nil {
 				sv, ok = f.get(rr)
-			} else {
-				ok = false
 			}
 			best, haveBest := 0.0, false
 			for _, p := range peers {
