@@ -3,8 +3,8 @@ package mam
 import (
 	"context"
 	"log/slog"
-	"sync"
 
+	"stoa.im/stoa/internal/readcache"
 	"stoa.im/stoa/internal/server"
 	"stoa.im/stoa/internal/store"
 	"stoa.im/stoa/internal/xmpp/jid"
@@ -13,25 +13,19 @@ import (
 )
 
 // prefsCache keeps accounts' archiving preferences in memory: they are
-// read for every archived message and change rarely (only through
-// setPrefs, which updates the cache). It holds at most max accounts and
-// forgets an arbitrary one when full.
+// read for every archived message and change rarely (setPrefs forgets
+// them after writing). It holds at most max accounts.
 type prefsCache struct {
-	st  store.Store
-	max int
-
-	mu sync.Mutex
-	m  map[string]store.ArchivePrefs
+	st store.Store
+	c  *readcache.Cache[store.ArchivePrefs]
 }
 
 func newPrefsCache(st store.Store, max int) *prefsCache {
-	return &prefsCache{st: st, max: max, m: make(map[string]store.ArchivePrefs)}
+	return &prefsCache{st: st, c: readcache.New[store.ArchivePrefs](max)}
 }
 
 func (c *prefsCache) get(ctx context.Context, owner string, log *slog.Logger) store.ArchivePrefs {
-	c.mu.Lock()
-	p, ok := c.m[owner]
-	c.mu.Unlock()
+	p, ok, t := c.c.Get(owner)
 	if ok {
 		return p
 	}
@@ -41,27 +35,13 @@ func (c *prefsCache) get(ctx context.Context, owner string, log *slog.Logger) st
 		log.Warn("reading archiving preferences failed; using the server's default", "jid", owner, "err", err)
 		return store.ArchivePrefs{}
 	}
-	c.put(owner, p)
+	c.c.Fill(owner, p, t)
 	return p
 }
 
-func (c *prefsCache) put(owner string, p store.ArchivePrefs) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[owner]; !ok && len(c.m) >= c.max {
-		for k := range c.m {
-			delete(c.m, k)
-			break
-		}
-	}
-	c.m[owner] = p
-}
-
-func (c *prefsCache) forget(owner string) {
-	c.mu.Lock()
-	delete(c.m, owner)
-	c.mu.Unlock()
-}
+// forget drops the owner's preferences after they were written (or the
+// account deleted); reads in flight do not install what they read.
+func (c *prefsCache) forget(owner string) { c.c.Forget(owner) }
 
 // ownArchive checks that an IQ comes from the archive's owner
 // (XEP-0313 §8.1: other entities get forbidden).
@@ -151,7 +131,7 @@ func (f *feature) setPrefs(ctx context.Context, st *server.Stanza) (*xml.Element
 	if err := f.arc.SetPrefs(ctx, owner, p); err != nil {
 		return nil, err
 	}
-	f.prefs.put(owner, p)
+	f.prefs.forget(owner)
 	f.log.Info("archiving preferences changed", "jid", owner, "default", p.Default, "always", len(p.Always), "never", len(p.Never))
 	return f.prefsElement(p), nil
 }

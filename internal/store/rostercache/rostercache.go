@@ -12,7 +12,7 @@
 // rosters cost little memory. Every roster write through this store drops
 // the owner's entry, and so does deleting the account; the next read loads
 // it again. A read that started before a write never installs what it
-// read (a generation counter per shard), so the cache never serves a
+// read (internal/readcache, one per shard), so the cache never serves a
 // roster older than the last write it saw.
 //
 // The cache assumes it sees every write: the server owns its store while
@@ -26,8 +26,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sort"
-	"sync"
 
+	"stoa.im/stoa/internal/readcache"
 	"stoa.im/stoa/internal/store"
 )
 
@@ -51,9 +51,9 @@ func Wrap(st store.Store, max int) store.Store {
 	if max <= 0 {
 		return st
 	}
-	c := &cache{seed: maphash.MakeSeed(), max: max/shards + 1}
+	c := &cache{seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]*entry)
+		c.shards[i] = readcache.New[*entry](max/shards + 1)
 	}
 	// The backend's repositories are handles on it (the store.Store
 	// contract), so they are taken once.
@@ -70,26 +70,31 @@ func (s *Store) Accounts() store.Accounts { return s.accounts }
 // Len returns the number of cached rosters.
 func (s *Store) Len() int {
 	n := 0
-	for i := range s.c.shards {
-		sh := &s.c.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
+	for _, sh := range s.c.shards {
+		n += sh.Len()
 	}
 	return n
 }
 
+// cache spreads the rosters over shards, each with its own lock and its
+// own generation (readcache: a read that raced a write does not install).
 type cache struct {
 	seed   maphash.Seed
-	max    int // per shard
-	shards [shards]shard
+	shards [shards]*readcache.Cache[*entry]
 }
 
-type shard struct {
-	mu  sync.Mutex
-	m   map[string]*entry
-	gen uint64 // incremented by every invalidation in this shard
+func (c *cache) shard(owner string) *readcache.Cache[*entry] {
+	return c.shards[maphash.String(c.seed, owner)%shards]
 }
+
+func (c *cache) get(owner string) (*entry, readcache.Ticket) {
+	e, _, t := c.shard(owner).Get(owner)
+	return e, t
+}
+
+func (c *cache) put(owner string, e *entry, t readcache.Ticket) { c.shard(owner).Fill(owner, e, t) }
+
+func (c *cache) invalidate(owner string) { c.shard(owner).Forget(owner) }
 
 // entry is one roster: its version and its items encoded in data, sorted
 // by JID, item i starting at offs[i]. A big entry stands for a roster of
@@ -103,43 +108,6 @@ type entry struct {
 
 // bigEntry marks the rosters that are not cached.
 var bigEntry = &entry{big: true}
-
-func (c *cache) shard(owner string) *shard {
-	return &c.shards[maphash.String(c.seed, owner)%shards]
-}
-
-func (c *cache) get(owner string) (*entry, uint64) {
-	sh := c.shard(owner)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	return sh.m[owner], sh.gen
-}
-
-// put installs e unless the shard saw an invalidation since gen; a full
-// shard drops an arbitrary entry first.
-func (c *cache) put(owner string, e *entry, gen uint64) {
-	sh := c.shard(owner)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.gen != gen {
-		return
-	}
-	if _, ok := sh.m[owner]; !ok && len(sh.m) >= c.max {
-		for k := range sh.m {
-			delete(sh.m, k)
-			break
-		}
-	}
-	sh.m[owner] = e
-}
-
-func (c *cache) invalidate(owner string) {
-	sh := c.shard(owner)
-	sh.mu.Lock()
-	delete(sh.m, owner)
-	sh.gen++
-	sh.mu.Unlock()
-}
 
 type roster struct {
 	store.Roster
