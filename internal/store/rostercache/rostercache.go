@@ -117,7 +117,7 @@ type roster struct {
 // load returns the owner's roster entry, from the cache or read from the
 // store and cached.
 func (r roster) load(ctx context.Context, owner string) (*entry, error) {
-	e, gen := r.c.get(owner)
+	e, tk := r.c.get(owner)
 	if e != nil {
 		return e, nil
 	}
@@ -126,7 +126,7 @@ func (r roster) load(ctx context.Context, owner string) (*entry, error) {
 		return nil, err
 	}
 	e = encode(items, ver)
-	r.c.put(owner, e, gen)
+	r.c.put(owner, e, tk)
 	return e, nil
 }
 
@@ -135,12 +135,12 @@ func (r roster) Items(ctx context.Context, owner string) ([]store.RosterItem, in
 	if err := ctx.Err(); err != nil { // as the store would: done is done
 		return nil, 0, fmt.Errorf("rostercache: reading roster of %q: %w", owner, err)
 	}
-	e, gen := r.c.get(owner)
+	e, tk := r.c.get(owner)
 	switch {
 	case e == nil:
 		items, ver, err := r.Roster.Items(ctx, owner)
 		if err == nil {
-			r.c.put(owner, encode(items, ver), gen)
+			r.c.put(owner, encode(items, ver), tk)
 		}
 		return items, ver, err
 	case e.big:
